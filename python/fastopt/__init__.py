@@ -1,0 +1,27 @@
+"""fastopt: fused, SIMD-vectorized optimizer updates for NumPy arrays.
+
+The six optimizers of "Deep Learning from Scratch" with the book's ``update(params, grads)`` API
+and the book's numbers, updated in place by compiled kernels.
+
+The SIMD level is chosen once, at import, as the best this CPU supports; set the environment
+variable ``FASTOPT_SIMD`` to ``baseline``, ``avx2`` or ``avx512`` before importing to force one
+(a level the CPU lacks makes the import fail with a clear message). Every level gives
+bit-identical results.
+"""
+
+from __future__ import annotations
+
+from ._core import available_simd_levels, simd_level
+from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
+
+__all__ = [
+    "SGD",
+    "Momentum",
+    "Nesterov",
+    "AdaGrad",
+    "RMSprop",
+    "Adam",
+    "simd_level",
+    "available_simd_levels",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,132 @@
+"""The machinery every fastopt optimizer shares: hyperparameter checks, state, the call into _core.
+
+A subclass declares its kernel, the names of its state dicts and the checks of its
+hyperparameters, and computes its per-step scalars. Everything else lives here, once.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Callable, ClassVar, Dict, Hashable, Mapping, MutableMapping, Tuple
+
+from . import _core
+
+Params = MutableMapping[Hashable, Any]
+Grads = Mapping[Hashable, Any]
+Check = Callable[[str, Any], float]
+
+# {name: (kernel index, number of state arrays, number of scalars)}, fixed for the process.
+_ALGORITHMS: Dict[str, Tuple[int, int, int]] = _core.algorithms()
+
+
+def _real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
+    return float(value)
+
+
+def finite_nonnegative(name: str, value: Any) -> float:
+    """A learning rate: finite and >= 0."""
+    number = _real(name, value)
+    if not (math.isfinite(number) and number >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+    return number
+
+
+def unit_interval(name: str, value: Any) -> float:
+    """A decay factor such as momentum or beta1: in [0, 1)."""
+    number = _real(name, value)
+    if not 0.0 <= number < 1.0:
+        raise ValueError(f"{name} must be in [0, 1); got {value!r}")
+    return number
+
+
+def positive(name: str, value: Any) -> float:
+    """A denominator guard such as eps: finite and > 0."""
+    number = _real(name, value)
+    if not (math.isfinite(number) and number > 0.0):
+        raise ValueError(f"{name} must be a finite number > 0; got {value!r}")
+    return number
+
+
+class Optimizer:
+    """Base class of the fastopt optimizers.
+
+    ``update(params, grads)`` updates every array of the dict ``params`` in place, in one call into
+    the compiled core for all keys together. It validates every key before it writes anything: on
+    bad input it raises and no param and no state has changed.
+
+    Subclasses set ``_kernel`` (a row of the kernel table), ``_state_names`` (the attributes that
+    hold the per-key state dicts), ``_hyperparameters`` (name -> check, applied on every
+    assignment, so ``opt.lr = -1`` raises just as ``SGD(lr=-1)`` does) and implement
+    ``_step_scalars``.
+    """
+
+    _kernel: ClassVar[str]
+    _kernel_index: ClassVar[int]
+    _state_names: ClassVar[Tuple[str, ...]] = ()
+    _hyperparameters: ClassVar[Dict[str, Check]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_kernel" in cls.__dict__:
+            index, num_states, _ = _ALGORITHMS[cls._kernel]
+            if num_states != len(cls._state_names):
+                raise TypeError(f"{cls.__name__}: kernel {cls._kernel!r} keeps {num_states} states")
+            cls._kernel_index = index
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = self._hyperparameters.get(name)
+        object.__setattr__(self, name, value if check is None else check(name, value))
+
+    def _init_state(self) -> None:
+        # Per-key state, created lazily by the core at the first update() that sees a key.
+        for name in self._state_names:
+            setattr(self, name, {})
+
+    def update(self, params: Params, grads: Grads) -> None:
+        """Update every param in place from its gradient.
+
+        Parameters
+        ----------
+        params : dict
+            Maps any hashable key to a float32 or float64 ndarray (C- or Fortran-contiguous,
+            writeable, any shape), updated in place; or to a real scalar, which is replaced by the
+            updated value as a NumPy float64 scalar.
+        grads : mapping
+            Holds a gradient for every key of ``params`` (extra keys are ignored), of the param's
+            shape. Any real dtype and any memory layout is accepted; one that differs from the
+            param's is converted first (a copy: the slow path). A grad that overlaps its param's
+            memory is copied first, so the result is as if it had been read before the update.
+
+        Raises
+        ------
+        KeyError
+            A param key has no grad.
+        TypeError
+            A param is not a float32/float64 ndarray or real scalar; a grad is not real numbers.
+        ValueError
+            Shapes differ; a param is read-only, not contiguous or unaligned; or a param changed
+            shape or dtype since its state was created.
+        """
+        _core.update(
+            self._kernel_index,
+            params,
+            grads,
+            tuple(getattr(self, name) for name in self._state_names),
+            self._state_names,
+            self._step_scalars(),
+        )
+        self._advance()
+
+    def _step_scalars(self) -> Tuple[float, ...]:
+        """The per-step scalars of the next update, in the order of the kernel's rule."""
+        raise NotImplementedError
+
+    def _advance(self) -> None:
+        """Called after a successful update(): advance step counters."""
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyperparameters)
+        return f"{type(self).__name__}({settings})"

@@ -1,0 +1,16 @@
+# Type stubs for the compiled module fastopt._core; checked against it by mypy's stubtest in
+# tests/test_stubs.py.
+from typing import Any
+
+def simd_level() -> str: ...
+def available_simd_levels() -> list[str]: ...
+def compiled_simd_levels() -> list[str]: ...
+def algorithms() -> dict[str, tuple[int, int, int]]: ...
+def update(
+    kernel: int,
+    params: Any,
+    grads: Any,
+    states: tuple[Any, ...],
+    state_names: tuple[Any, ...],
+    scalars: tuple[Any, ...],
+) -> None: ...

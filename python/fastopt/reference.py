@@ -1,0 +1,149 @@
+"""Plain NumPy ground truth for every fastopt algorithm: obvious code, no tricks.
+
+Each class has the name, signature and state attributes of its fastopt counterpart and is written
+straight from the formulas, one NumPy operation per step in the documented order. It is the oracle of
+the tests and the baseline of the benchmarks. For the book's six classes it gives the book's numbers
+(common/optimizer.py of "Deep Learning from Scratch"), with two documented differences that fastopt
+shares: a grad is first converted to its param's dtype, and a scalar param comes back as a NumPy
+float64 scalar.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Hashable, Mapping, MutableMapping
+
+import numpy as np
+
+__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+
+Params = MutableMapping[Hashable, Any]
+Grads = Mapping[Hashable, Any]
+
+
+def _param(params: Params, key: Hashable) -> np.ndarray:
+    """The param as an array to update in place (a 0-d float64 copy for a scalar param)."""
+    value = params[key]
+    return value if isinstance(value, np.ndarray) else np.array(value, dtype=np.float64)
+
+
+def _grad(grads: Grads, key: Hashable, param: np.ndarray) -> np.ndarray:
+    return np.asarray(grads[key], dtype=param.dtype)
+
+
+def _store(params: Params, key: Hashable, param: np.ndarray) -> None:
+    """Put a scalar param's new value back; arrays were updated in place already."""
+    if not isinstance(params[key], np.ndarray):
+        params[key] = param[()]
+
+
+def _state(states: Dict[Hashable, np.ndarray], key: Hashable, param: np.ndarray) -> np.ndarray:
+    if key not in states:
+        states[key] = np.zeros_like(param)
+    return states[key]
+
+
+class SGD:
+    def __init__(self, lr: float = 0.01) -> None:
+        self.lr = lr
+
+    def update(self, params: Params, grads: Grads) -> None:
+        for key in params:
+            p = _param(params, key)
+            g = _grad(grads, key, p)
+            p[...] = p - self.lr * g
+            _store(params, key, p)
+
+
+class Momentum:
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        self.lr = lr
+        self.momentum = momentum
+        self.v: Dict[Hashable, np.ndarray] = {}
+
+    def update(self, params: Params, grads: Grads) -> None:
+        for key in params:
+            p = _param(params, key)
+            g = _grad(grads, key, p)
+            v = _state(self.v, key, p)
+            v[...] = self.momentum * v - self.lr * g
+            p[...] = p + v
+            _store(params, key, p)
+
+
+class Nesterov:
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
+        self.lr = lr
+        self.momentum = momentum
+        self.v: Dict[Hashable, np.ndarray] = {}
+
+    def update(self, params: Params, grads: Grads) -> None:
+        for key in params:
+            p = _param(params, key)
+            g = _grad(grads, key, p)
+            v = _state(self.v, key, p)
+            p[...] = p + self.momentum * self.momentum * v
+            p[...] = p - (1 + self.momentum) * self.lr * g
+            v[...] = self.momentum * v
+            v[...] = v - self.lr * g
+            _store(params, key, p)
+
+
+class AdaGrad:
+    def __init__(self, lr: float = 0.01, *, eps: float = 1e-7) -> None:
+        self.lr = lr
+        self.eps = eps
+        self.h: Dict[Hashable, np.ndarray] = {}
+
+    def update(self, params: Params, grads: Grads) -> None:
+        for key in params:
+            p = _param(params, key)
+            g = _grad(grads, key, p)
+            h = _state(self.h, key, p)
+            h[...] = h + g * g
+            p[...] = p - self.lr * g / (np.sqrt(h) + self.eps)
+            _store(params, key, p)
+
+
+class RMSprop:
+    def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, *, eps: float = 1e-7) -> None:
+        self.lr = lr
+        self.decay_rate = decay_rate
+        self.eps = eps
+        self.h: Dict[Hashable, np.ndarray] = {}
+
+    def update(self, params: Params, grads: Grads) -> None:
+        for key in params:
+            p = _param(params, key)
+            g = _grad(grads, key, p)
+            h = _state(self.h, key, p)
+            h[...] = h * self.decay_rate
+            h[...] = h + (1 - self.decay_rate) * g * g
+            p[...] = p - self.lr * g / (np.sqrt(h) + self.eps)
+            _store(params, key, p)
+
+
+class Adam:
+    def __init__(
+        self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, *, eps: float = 1e-7
+    ) -> None:
+        self.lr = lr
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.iter = 0
+        self.m: Dict[Hashable, np.ndarray] = {}
+        self.v: Dict[Hashable, np.ndarray] = {}
+
+    def update(self, params: Params, grads: Grads) -> None:
+        self.iter += 1
+        lr_t = self.lr * math.sqrt(1.0 - self.beta2**self.iter) / (1.0 - self.beta1**self.iter)
+        for key in params:
+            p = _param(params, key)
+            g = _grad(grads, key, p)
+            m = _state(self.m, key, p)
+            v = _state(self.v, key, p)
+            m[...] = m + (1 - self.beta1) * (g - m)
+            v[...] = v + (1 - self.beta2) * (g * g - v)
+            p[...] = p - lr_t * m / (np.sqrt(v) + self.eps)
+            _store(params, key, p)

@@ -1,0 +1,49 @@
+// Turns the Python objects of one update() into checked arrays the kernels can use.
+//
+// Every check here runs before anything is written, and every failure is a Python exception whose
+// message names the key and says how to fix the input. The GIL is held throughout.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "kernels/table.hpp"
+
+namespace fastopt::bindings {
+
+namespace py = pybind11;
+
+enum class Layout { kC, kF };
+
+// A param as the kernels see it.
+struct ParamSpan {
+  py::array array;         // the param itself, or a 0-d float64 working copy of a scalar param
+  Dtype dtype;
+  Layout layout;
+  std::int64_t size;
+  bool from_scalar;        // the dict entry is a Python/NumPy scalar, replaced after the update
+};
+
+// "params['W1']", with the key's repr.
+std::string entry(const char* dict_name, py::handle key);
+
+// Checks params[key]: a writeable, aligned, C- or Fortran-contiguous float32/float64 ndarray in
+// native byte order, or a real scalar (which gets a 0-d float64 working array).
+ParamSpan check_param(py::handle key, py::handle value);
+
+// Checks grads[key] against its param and returns an array the kernel can read alongside the param:
+// the grad itself when it already has the param's dtype and layout and does not overlap the param,
+// otherwise a converted copy (the documented slow path).
+py::array check_grad(py::handle key, py::handle value, const ParamSpan& param);
+
+// Returns the state array `name` for `key` from `states` (a dict), checked against the param. When
+// the dict has no entry, returns a new zero array and sets `*pending` so that the caller inserts it
+// once every key has been validated. A state whose memory layout no longer fits the param (the user
+// replaced the param with one of another memory order) is likewise replaced by a copy.
+py::array check_state(py::handle key, py::handle states, const char* name, const ParamSpan& param,
+                      bool* pending);
+
+}  // namespace fastopt::bindings

@@ -1,0 +1,13 @@
+// The extension module fastopt._core. This file only registers; each area has its own register_*.
+#include <pybind11/pybind11.h>
+
+namespace fastopt::bindings {
+void register_dispatch(pybind11::module_& m);
+void register_update(pybind11::module_& m);
+}  // namespace fastopt::bindings
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastopt's compiled core: fused, SIMD-vectorized optimizer kernels.";
+  fastopt::bindings::register_dispatch(m);  // first: it chooses the SIMD level
+  fastopt::bindings::register_update(m);
+}

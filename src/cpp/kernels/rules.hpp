@@ -1,0 +1,130 @@
+// One small struct per algorithm: its per-step scalars and its per-element rule.
+//
+// A rule is constructed once per kernel call from the per-step scalars (computed in double by the
+// Python class) and rounds each of them once to T. Its operator() updates one element: the param by
+// reference, the grad by value, then each state element by reference. It must be branch-free and
+// inline so that the one loop in sweep.hpp vectorizes.
+//
+// Order of operations is part of the contract: every line below is the reference's NumPy expression
+// (python/fastopt/reference.py), one rounding per operation, so float64 results are bit-identical to
+// NumPy. Never rewrite a - b*c as a fused or re-associated form.
+//
+// This header is compiled once per SIMD level, inside that level's namespace, so each level gets its
+// own copy of every inline function and the linker can never merge an AVX-512 copy into the SSE2
+// build (an ODR merge of that kind would crash older CPUs with SIGILL).
+#pragma once
+
+#ifndef FASTOPT_LEVEL_NS
+#error "rules.hpp is compiled once per SIMD level: include it only from kernels/levels/"
+#endif
+
+#include "kernels/table.hpp"
+
+namespace fastopt::FASTOPT_LEVEL_NS {
+
+// sqrt as the builtin, not std::sqrt: std::sqrt(float) is an inline library function that could be
+// emitted out of line and shared between levels; the builtin is always the instruction (we compile
+// with -fno-math-errno) and is correctly rounded, like NumPy's sqrt.
+inline float root(float x) { return __builtin_sqrtf(x); }
+inline double root(double x) { return __builtin_sqrt(x); }
+
+// SGD: p = p - lr*g
+template <class T>
+struct Sgd {
+  static constexpr const char* kName = "sgd";
+  static constexpr int kStates = 0;
+  static constexpr int kScalars = 1;  // lr
+  T lr;
+  explicit Sgd(const double* s) : lr(static_cast<T>(s[0])) {}
+  void operator()(T& p, T g) const { p = p - lr * g; }
+};
+
+// Momentum: v = momentum*v - lr*g; p = p + v
+template <class T>
+struct Momentum {
+  static constexpr const char* kName = "momentum";
+  static constexpr int kStates = 1;   // v
+  static constexpr int kScalars = 2;  // momentum, lr
+  T momentum, lr;
+  explicit Momentum(const double* s) : momentum(static_cast<T>(s[0])), lr(static_cast<T>(s[1])) {}
+  void operator()(T& p, T g, T& v) const {
+    v = momentum * v - lr * g;
+    p = p + v;
+  }
+};
+
+// Nesterov, in the book's order: the param step uses the OLD v.
+//   p = p + (momentum*momentum)*v; p = p - ((1+momentum)*lr)*g; v = momentum*v; v = v - lr*g
+template <class T>
+struct Nesterov {
+  static constexpr const char* kName = "nesterov";
+  static constexpr int kStates = 1;   // v
+  static constexpr int kScalars = 4;  // momentum*momentum, (1+momentum)*lr, momentum, lr
+  T momentum_sq, lr_ahead, momentum, lr;
+  explicit Nesterov(const double* s)
+      : momentum_sq(static_cast<T>(s[0])),
+        lr_ahead(static_cast<T>(s[1])),
+        momentum(static_cast<T>(s[2])),
+        lr(static_cast<T>(s[3])) {}
+  void operator()(T& p, T g, T& v) const {
+    p = p + momentum_sq * v;
+    p = p - lr_ahead * g;
+    v = momentum * v;
+    v = v - lr * g;
+  }
+};
+
+// AdaGrad: h = h + g*g; p = p - (lr*g)/(sqrt(h)+eps)
+template <class T>
+struct AdaGrad {
+  static constexpr const char* kName = "adagrad";
+  static constexpr int kStates = 1;   // h
+  static constexpr int kScalars = 2;  // lr, eps
+  T lr, eps;
+  explicit AdaGrad(const double* s) : lr(static_cast<T>(s[0])), eps(static_cast<T>(s[1])) {}
+  void operator()(T& p, T g, T& h) const {
+    h = h + g * g;
+    p = p - (lr * g) / (root(h) + eps);
+  }
+};
+
+// RMSprop: h = h*decay_rate; h = h + ((1-decay_rate)*g)*g; p = p - (lr*g)/(sqrt(h)+eps)
+template <class T>
+struct RmsProp {
+  static constexpr const char* kName = "rmsprop";
+  static constexpr int kStates = 1;   // h
+  static constexpr int kScalars = 4;  // decay_rate, 1-decay_rate, lr, eps
+  T decay_rate, one_minus_decay, lr, eps;
+  explicit RmsProp(const double* s)
+      : decay_rate(static_cast<T>(s[0])),
+        one_minus_decay(static_cast<T>(s[1])),
+        lr(static_cast<T>(s[2])),
+        eps(static_cast<T>(s[3])) {}
+  void operator()(T& p, T g, T& h) const {
+    h = h * decay_rate;
+    h = h + (one_minus_decay * g) * g;
+    p = p - (lr * g) / (root(h) + eps);
+  }
+};
+
+// Adam (the book's form; lr_t carries both bias corrections):
+//   m = m + (1-beta1)*(g-m); v = v + (1-beta2)*(g*g-v); p = p - (lr_t*m)/(sqrt(v)+eps)
+template <class T>
+struct Adam {
+  static constexpr const char* kName = "adam";
+  static constexpr int kStates = 2;   // m, v
+  static constexpr int kScalars = 4;  // 1-beta1, 1-beta2, lr_t, eps
+  T one_minus_beta1, one_minus_beta2, lr_t, eps;
+  explicit Adam(const double* s)
+      : one_minus_beta1(static_cast<T>(s[0])),
+        one_minus_beta2(static_cast<T>(s[1])),
+        lr_t(static_cast<T>(s[2])),
+        eps(static_cast<T>(s[3])) {}
+  void operator()(T& p, T g, T& m, T& v) const {
+    m = m + one_minus_beta1 * (g - m);
+    v = v + one_minus_beta2 * (g * g - v);
+    p = p - (lr_t * m) / (root(v) + eps);
+  }
+};
+
+}  // namespace fastopt::FASTOPT_LEVEL_NS

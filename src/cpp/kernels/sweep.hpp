@@ -1,0 +1,57 @@
+// The one loop that applies a rule over [begin, end) of a set of arrays.
+//
+// Compiled once per SIMD level (see rules.hpp for why it lives in the level's namespace). The loop is
+// plain C++ that GCC and Clang vectorize: __restrict tells them the param, grad and state arrays never
+// overlap (the bindings guarantee it, copying a grad that overlaps its param), and the rule is held
+// by value so its scalars are loop invariants in registers rather than loads that a store might alias.
+// Each element of every array is read once and written at most once: one pass, no temporaries.
+#pragma once
+
+#ifndef FASTOPT_LEVEL_NS
+#error "sweep.hpp is compiled once per SIMD level: include it only from kernels/levels/"
+#endif
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include "kernels/table.hpp"
+
+namespace fastopt::FASTOPT_LEVEL_NS {
+namespace detail {
+
+template <class Rule, class T, class... State>
+inline void sweep_loop(const Rule rule, std::int64_t n, T* __restrict param,
+                       const T* __restrict grad, State* __restrict... state) {
+  for (std::int64_t i = 0; i < n; ++i) rule(param[i], grad[i], state[i]...);
+}
+
+template <class Rule, class T, std::size_t... I>
+inline void sweep_operands(const Rule& rule, const Operands& ops, std::int64_t begin,
+                           std::int64_t end, std::index_sequence<I...>) {
+  sweep_loop(rule, end - begin, static_cast<T*>(ops.param) + begin,
+             static_cast<const T*>(ops.grad) + begin, (static_cast<T*>(ops.state[I]) + begin)...);
+}
+
+}  // namespace detail
+
+// A KernelFn for Rule<T>.
+template <template <class> class Rule, class T>
+void sweep(const double* scalars, const Operands& ops, std::int64_t begin, std::int64_t end) {
+  const Rule<T> rule(scalars);
+  detail::sweep_operands<Rule<T>, T>(rule, ops, begin, end,
+                                     std::make_index_sequence<Rule<T>::kStates>{});
+}
+
+// The table row of a rule: its name, its operand counts and its kernel for each dtype.
+template <template <class> class Rule>
+constexpr KernelRow row() {
+  static_assert(Rule<float>::kStates <= kMaxStates, "raise kMaxStates");
+  static_assert(Rule<float>::kScalars <= kMaxScalars, "raise kMaxScalars");
+  return {Rule<float>::kName,
+          Rule<float>::kStates,
+          Rule<float>::kScalars,
+          {&sweep<Rule, float>, &sweep<Rule, double>}};
+}
+
+}  // namespace fastopt::FASTOPT_LEVEL_NS

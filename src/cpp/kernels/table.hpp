@@ -1,0 +1,44 @@
+// The kernel table: the only thing the bindings and the runtime know about algorithms.
+//
+// Pure C++17. This header is level-independent (no SIMD code in it), so it is safe to include from
+// any translation unit.
+#pragma once
+
+#include <cstdint>
+
+namespace fastopt {
+
+// Most state arrays any rule keeps per param (e.g. exp_avg, exp_avg_sq, max_exp_avg_sq).
+inline constexpr int kMaxStates = 3;
+// Most per-step scalars any rule takes. Scalars always travel as double; each kernel rounds them
+// once to the array's dtype before its loop.
+inline constexpr int kMaxScalars = 8;
+
+enum class Dtype : int { kFloat32 = 0, kFloat64 = 1 };
+inline constexpr int kNumDtypes = 2;
+
+// The arrays one kernel call works on. All share one dtype, one shape and one memory order, so the
+// element at linear offset i of each belongs to the same logical index.
+struct Operands {
+  void* param;
+  const void* grad;
+  void* state[kMaxStates];
+};
+
+// Applies a rule to elements [begin, end) of the operands.
+using KernelFn = void (*)(const double* scalars, const Operands& ops, std::int64_t begin,
+                          std::int64_t end);
+
+struct KernelRow {
+  const char* name;
+  int num_states;
+  int num_scalars;
+  KernelFn fn[kNumDtypes];  // indexed by Dtype
+};
+
+struct KernelTable {
+  const KernelRow* rows;
+  int size;
+};
+
+}  // namespace fastopt
