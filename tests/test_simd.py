@@ -1,0 +1,109 @@
+"""Every SIMD level gives bit-identical results; FASTOPT_SIMD forces one or fails clearly.
+
+Each level runs in its own subprocess, because the level is chosen once, at import.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastopt
+
+# A workload with every optimizer, both dtypes and sizes around every vector width, whose result
+# (params and all state) is written to an .npz file.
+WORKLOAD = r"""
+import sys
+import numpy as np
+import fastopt
+
+rng = np.random.default_rng(7)
+out = {"level": np.array(fastopt.simd_level())}
+for name, state_names in [("SGD", ()), ("Momentum", ("v",)), ("Nesterov", ("v",)),
+                          ("AdaGrad", ("h",)), ("RMSprop", ("h",)), ("Adam", ("m", "v"))]:
+    for dtype in (np.float32, np.float64):
+        opt = getattr(fastopt, name)()
+        params = {n: rng.standard_normal(n).astype(dtype) for n in (1, 3, 7, 8, 9, 15, 16, 17,
+                  31, 32, 33, 63, 64, 65, 127, 128, 129, 1000, 4099)}
+        params["F"] = np.asfortranarray(rng.standard_normal((13, 7)).astype(dtype))
+        for _ in range(10):
+            opt.update(params, {k: rng.standard_normal(v.shape).astype(dtype)
+                                for k, v in params.items()})
+        tag = f"{name}-{dtype.__name__}"
+        for key, value in params.items():
+            out[f"{tag}-p-{key}"] = value
+            for state in state_names:
+                out[f"{tag}-{state}-{key}"] = getattr(opt, state)[key]
+np.savez(sys.argv[1], **out)
+"""
+
+
+def run_level(level: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, FASTOPT_SIMD=level)
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def baseline_result(tmp_path_factory) -> dict:
+    return level_result("baseline", tmp_path_factory.mktemp("simd"))
+
+
+def level_result(level: str, folder: Path) -> dict:
+    out = folder / f"{level}.npz"
+    done = run_level(level, "-c", WORKLOAD, str(out))
+    assert done.returncode == 0, done.stderr
+    result = dict(np.load(out))
+    assert str(result.pop("level")) == level
+    return result
+
+
+@pytest.mark.parametrize("level", fastopt._core.compiled_simd_levels())
+def test_level_is_bit_identical_to_baseline(level, baseline_result, tmp_path: Path):
+    if level not in fastopt.available_simd_levels():
+        pytest.skip(f"{level} is compiled but this CPU cannot run it")
+    result = level_result(level, tmp_path)
+    assert result.keys() == baseline_result.keys()
+    for key, value in baseline_result.items():
+        assert np.array_equal(result[key], value), key
+
+
+def test_compiled_levels():
+    compiled = fastopt._core.compiled_simd_levels()
+    assert compiled[0] == "baseline"
+    if os.uname().machine in ("x86_64", "AMD64"):
+        assert compiled == ["baseline", "avx2", "avx512"]
+
+
+def test_default_is_the_strongest_available_level():
+    done = subprocess.run(
+        [sys.executable, "-c", "import fastopt; print(fastopt.simd_level())"],
+        env={k: v for k, v in os.environ.items() if k != "FASTOPT_SIMD"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.stdout.strip() == fastopt.available_simd_levels()[-1]
+
+
+def test_unknown_level_fails_clearly():
+    done = run_level("sse9", "-c", "import fastopt")
+    assert done.returncode != 0
+    assert "ImportError: FASTOPT_SIMD=sse9 is not a SIMD level" in done.stderr
+    assert "baseline" in done.stderr
+
+
+def test_level_the_cpu_lacks_fails_clearly():
+    lacking = [
+        level
+        for level in fastopt._core.compiled_simd_levels()
+        if level not in fastopt.available_simd_levels()
+    ]
+    if not lacking:
+        pytest.skip("this CPU supports every compiled level")
+    done = run_level(lacking[0], "-c", "import fastopt")
+    assert done.returncode != 0
+    assert f"FASTOPT_SIMD={lacking[0]} asks for a SIMD level this CPU does not support" in done.stderr
