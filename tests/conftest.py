@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Dict, Hashable, Tuple
-
-import numpy as np
-import pytest
+from collections.abc import Hashable
+from typing import Any
 
 import fastopt
+import numpy as np
+import pytest
 from fastopt import reference
 
 BOOK = ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam")
@@ -27,7 +27,7 @@ DTYPES = (np.float32, np.float64)
 F32_TOL = dict(rtol=1e-5, atol=1e-7)
 
 
-def pair(name: str, **kwargs: Any) -> Tuple[Any, Any]:
+def pair(name: str, **kwargs: Any) -> tuple[Any, Any]:
     """(fastopt optimizer, reference optimizer) of the same class and settings."""
     return getattr(fastopt, name)(**kwargs), getattr(reference, name)(**kwargs)
 
@@ -39,7 +39,7 @@ def random_like(value: Any, rng: np.random.Generator) -> Any:
     return float(rng.standard_normal())
 
 
-def clone(params: Dict[Hashable, Any]) -> Dict[Hashable, Any]:
+def clone(params: dict[Hashable, Any]) -> dict[Hashable, Any]:
     """A deep copy that keeps each array's memory order."""
     return {k: v.copy(order="K") if isinstance(v, np.ndarray) else v for k, v in params.items()}
 
@@ -67,21 +67,26 @@ def assert_optimizers_agree(name: str, fast: Any, ref: Any, params_fast: dict, p
         assert fast.iter == ref.iter
 
 
-def snapshot(opt: Any, params: Dict[Hashable, Any]) -> Dict[str, Any]:
+def snapshot(opt: Any, params: dict[Hashable, Any]) -> dict[str, Any]:
     """Everything an update() may change: params (values and identities) and all state."""
     return {
         "ids": {k: id(v) for k, v in params.items()},
         "params": copy.deepcopy(params),
-        "state": {name: copy.deepcopy(getattr(opt, name)) for name in STATE_NAMES[type(opt).__name__]},
+        "state": {
+            name: copy.deepcopy(getattr(opt, name)) for name in STATE_NAMES[type(opt).__name__]
+        },
         "iter": getattr(opt, "iter", None),
     }
 
 
-def assert_unchanged(before: Dict[str, Any], opt: Any, params: Dict[Hashable, Any]) -> None:
+def assert_unchanged(before: dict[str, Any], opt: Any, params: dict[Hashable, Any]) -> None:
     after = snapshot(opt, params)
     assert after["ids"] == before["ids"]
     for key, value in before["params"].items():
-        assert np.array_equal(params[key], value) and np.asarray(params[key]).dtype == np.asarray(value).dtype
+        assert (
+            np.array_equal(params[key], value)
+            and np.asarray(params[key]).dtype == np.asarray(value).dtype
+        )
     for name, state in before["state"].items():
         assert getattr(opt, name).keys() == state.keys(), f"state {name} gained or lost keys"
         for key, value in state.items():

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import inspect
 
+import fastopt
 import numpy as np
 import pytest
 from conftest import BOOK, STATE_NAMES, random_like
-
-import fastopt
 from fastopt import reference
 
 # The book's signatures (common/optimizer.py), plus fastopt's keyword-only eps.

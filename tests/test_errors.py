@@ -121,7 +121,7 @@ def test_param_whose_dtype_changed_since_its_state(name, rng):
 
 @pytest.mark.parametrize("name", STATEFUL)
 def test_replaced_param_of_the_same_shape_is_honoured(name, rng):
-    """A param array swapped for another of the same shape (even another memory order) is updated."""
+    """A param swapped for another of the same shape (even another memory order) is updated."""
     fast, ref = pair(name)
     params = {"W": rng.standard_normal((5, 4))}
     params_ref = {"W": params["W"].copy()}

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 
+import fastopt
 import pytest
 
-import fastopt
-
 LR = ("lr",)
-UNIT = {"Momentum": ("momentum",), "Nesterov": ("momentum",), "RMSprop": ("decay_rate",),
-        "Adam": ("beta1", "beta2")}
+UNIT = {
+    "Momentum": ("momentum",),
+    "Nesterov": ("momentum",),
+    "RMSprop": ("decay_rate",),
+    "Adam": ("beta1", "beta2"),
+}
 EPS = ("AdaGrad", "RMSprop", "Adam")
 BAD_LR = (-1e-3, math.inf, -math.inf, math.nan)
 BAD_UNIT = (-0.1, 1.0, 1.5, math.nan)

@@ -89,7 +89,9 @@ def test_grad_that_is_the_param_itself(name, rng):
 def test_grad_that_overlaps_the_param(name, grad_ahead, rng):
     # grad-behind is the case a missing copy would corrupt: the param's element i-8 is written
     # before the grad's element i (the same memory) is read.
-    param_slice, grad_slice = (slice(0, 32), slice(8, 40)) if grad_ahead else (slice(8, 40), slice(0, 32))
+    param_slice, grad_slice = (
+        (slice(0, 32), slice(8, 40)) if grad_ahead else (slice(8, 40), slice(0, 32))
+    )
     buffer = rng.standard_normal(40)
     buffer_ref = buffer.copy()
     fast, ref = pair(name)
@@ -101,7 +103,11 @@ def test_grad_that_overlaps_the_param(name, grad_ahead, rng):
 
 @pytest.mark.parametrize("name", BOOK)
 def test_any_hashable_keys_and_extra_grads_ignored(name, rng):
-    params = {0: rng.standard_normal(5), ("layer", 2): rng.standard_normal(3), None: rng.standard_normal(2)}
+    params = {
+        0: rng.standard_normal(5),
+        ("layer", 2): rng.standard_normal(3),
+        None: rng.standard_normal(2),
+    }
 
     fast, ref = pair(name)
     params_ref = clone(params)
@@ -142,7 +148,9 @@ def test_scalar_params_come_back_as_numpy_float64(name, value, rng):
     assert type(params_fast["s"]) is np.float64
     assert params_fast["s"] == params_ref["s"] and params_fast["s"] != float(value)
     for state in fast._state_names:
-        assert getattr(fast, state)["s"].shape == () and getattr(fast, state)["s"].dtype == np.float64
+        assert (
+            getattr(fast, state)["s"].shape == () and getattr(fast, state)["s"].dtype == np.float64
+        )
 
 
 def test_grad_may_be_a_numpy_scalar_or_zero_d_array_for_a_zero_d_param(rng):

@@ -51,7 +51,10 @@ def test_non_default_hyperparameters(name, dtype, rng):
         "RMSprop": dict(lr=0.03, decay_rate=0.7, eps=1e-4),
         "Adam": dict(lr=0.01, beta1=0.5, beta2=0.75, eps=1e-5),
     }[name]
-    params = {"a": rng.standard_normal(257).astype(dtype), "b": rng.standard_normal((9, 3)).astype(dtype)}
+    params = {
+        "a": rng.standard_normal(257).astype(dtype),
+        "b": rng.standard_normal((9, 3)).astype(dtype),
+    }
     fast, ref, params_fast, params_ref = run_both(name, params, rng, **settings)
     assert_optimizers_agree(name, fast, ref, params_fast, params_ref)
 
@@ -65,7 +68,7 @@ def test_updates_in_place_and_creates_state_lazily(name, rng):
     assert {k: id(v) for k, v in params.items()} == ids
     params["late"] = rng.standard_normal(4)
     fast.update(params, {k: random_like(v, rng) for k, v in params.items()})
-    for state in getattr(fast, "_state_names"):
+    for state in fast._state_names:
         assert set(getattr(fast, state)) == {"a", "b", "late"}
         assert getattr(fast, state)["late"].shape == (4,)
 

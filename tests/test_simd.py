@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fastopt
 import numpy as np
 import pytest
-
-import fastopt
 
 # A workload with every optimizer, both dtypes and sizes around every vector width, whose result
 # (params and all state) is written to an .npz file.
@@ -106,4 +105,6 @@ def test_level_the_cpu_lacks_fails_clearly():
         pytest.skip("this CPU supports every compiled level")
     done = run_level(lacking[0], "-c", "import fastopt")
     assert done.returncode != 0
-    assert f"FASTOPT_SIMD={lacking[0]} asks for a SIMD level this CPU does not support" in done.stderr
+    assert (
+        f"FASTOPT_SIMD={lacking[0]} asks for a SIMD level this CPU does not support" in done.stderr
+    )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable, Dict, List, Tuple
+from functools import partial
+from typing import Callable
 
 import numpy as np
 
@@ -19,13 +20,13 @@ from fastopt import reference
 OPTIMIZERS = ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam")
 
 # The book's TwoLayerNet on MNIST (784-50-10), in the book's float64; and one large float32 buffer.
-WORKLOADS: Dict[str, Tuple[List[Tuple[int, ...]], type]] = {
+WORKLOADS: dict[str, tuple[list[tuple[int, ...]], type]] = {
     "TwoLayerNet float64": ([(784, 50), (50,), (50, 10), (10,)], np.float64),
     "1M elements float32": ([(1 << 20,)], np.float32),
 }
 
 
-def _arrays(shapes: List[Tuple[int, ...]], dtype: type, rng: np.random.Generator) -> dict:
+def _arrays(shapes: list[tuple[int, ...]], dtype: type, rng: np.random.Generator) -> dict:
     return {f"W{i}": rng.standard_normal(shape).astype(dtype) for i, shape in enumerate(shapes)}
 
 
@@ -41,30 +42,36 @@ def _median_seconds(step: Callable[[], None], other: Callable[[], None], repeats
     return float(np.median(times_a)), float(np.median(times_b))
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fastopt", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per optimizer")
     args = parser.parse_args(argv)
 
-    print(f"fastopt {fastopt.__version__}: SIMD level {fastopt.simd_level()} "
-          f"(this CPU supports: {', '.join(fastopt.available_simd_levels())})")
+    print(
+        f"fastopt {fastopt.__version__}: SIMD level {fastopt.simd_level()} "
+        f"(this CPU supports: {', '.join(fastopt.available_simd_levels())})"
+    )
     rng = np.random.default_rng(0)
     for workload, (shapes, dtype) in WORKLOADS.items():
         n = sum(int(np.prod(shape)) for shape in shapes)
-        print(f"\n{workload}: {len(shapes)} arrays, {n:,} elements; median of {args.repeats} "
-              "update() calls")
+        print(
+            f"\n{workload}: {len(shapes)} arrays, {n:,} elements; median of {args.repeats} "
+            "update() calls"
+        )
         print(f"  {'optimizer':<10} {'fastopt':>11} {'reference':>11} {'speed-up':>9}")
         for name in OPTIMIZERS:
             fast, slow = getattr(fastopt, name)(), getattr(reference, name)()
             params_fast, params_slow = _arrays(shapes, dtype, rng), _arrays(shapes, dtype, rng)
             grads = _arrays(shapes, dtype, rng)
             t_fast, t_slow = _median_seconds(
-                lambda: fast.update(params_fast, grads),
-                lambda: slow.update(params_slow, grads),
+                partial(fast.update, params_fast, grads),
+                partial(slow.update, params_slow, grads),
                 args.repeats,
             )
-            print(f"  {name:<10} {t_fast * 1e6:>8.1f} us {t_slow * 1e6:>8.1f} us "
-                  f"{t_slow / t_fast:>8.1f}x")
+            print(
+                f"  {name:<10} {t_fast * 1e6:>8.1f} us {t_slow * 1e6:>8.1f} us "
+                f"{t_slow / t_fast:>8.1f}x"
+            )
     return 0
 
 

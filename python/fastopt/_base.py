@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, ClassVar, Dict, Hashable, Mapping, MutableMapping, Tuple
+from collections.abc import Hashable, Mapping, MutableMapping
+from typing import Any, Callable, ClassVar
 
 from . import _core
 
@@ -17,7 +18,7 @@ Grads = Mapping[Hashable, Any]
 Check = Callable[[str, Any], float]
 
 # {name: (kernel index, number of state arrays, number of scalars)}, fixed for the process.
-_ALGORITHMS: Dict[str, Tuple[int, int, int]] = _core.algorithms()
+_ALGORITHMS: dict[str, tuple[int, int, int]] = _core.algorithms()
 
 
 def _real(name: str, value: Any) -> float:
@@ -65,8 +66,8 @@ class Optimizer:
 
     _kernel: ClassVar[str]
     _kernel_index: ClassVar[int]
-    _state_names: ClassVar[Tuple[str, ...]] = ()
-    _hyperparameters: ClassVar[Dict[str, Check]] = {}
+    _state_names: ClassVar[tuple[str, ...]] = ()
+    _hyperparameters: ClassVar[dict[str, Check]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -120,7 +121,7 @@ class Optimizer:
         )
         self._advance()
 
-    def _step_scalars(self) -> Tuple[float, ...]:
+    def _step_scalars(self) -> tuple[float, ...]:
         """The per-step scalars of the next update, in the order of the kernel's rule."""
         raise NotImplementedError
 

@@ -8,7 +8,6 @@ book's constant 1e-7 is the keyword ``eps``.
 from __future__ import annotations
 
 import math
-from typing import Tuple
 
 from ._base import Optimizer, finite_nonnegative, positive, unit_interval
 
@@ -30,7 +29,7 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = lr
 
-    def _step_scalars(self) -> Tuple[float, ...]:
+    def _step_scalars(self) -> tuple[float, ...]:
         return (self.lr,)
 
 
@@ -59,7 +58,7 @@ class Momentum(Optimizer):
         self.momentum = momentum
         self._init_state()
 
-    def _step_scalars(self) -> Tuple[float, ...]:
+    def _step_scalars(self) -> tuple[float, ...]:
         return (self.momentum, self.lr)
 
 
@@ -92,7 +91,7 @@ class Nesterov(Optimizer):
         self.momentum = momentum
         self._init_state()
 
-    def _step_scalars(self) -> Tuple[float, ...]:
+    def _step_scalars(self) -> tuple[float, ...]:
         momentum = self.momentum
         return (momentum * momentum, (1 + momentum) * self.lr, momentum, self.lr)
 
@@ -122,7 +121,7 @@ class AdaGrad(Optimizer):
         self.eps = eps
         self._init_state()
 
-    def _step_scalars(self) -> Tuple[float, ...]:
+    def _step_scalars(self) -> tuple[float, ...]:
         return (self.lr, self.eps)
 
 
@@ -157,7 +156,7 @@ class RMSprop(Optimizer):
         self.eps = eps
         self._init_state()
 
-    def _step_scalars(self) -> Tuple[float, ...]:
+    def _step_scalars(self) -> tuple[float, ...]:
         return (self.decay_rate, 1 - self.decay_rate, self.lr, self.eps)
 
 
@@ -206,7 +205,7 @@ class Adam(Optimizer):
         self.iter = 0
         self._init_state()
 
-    def _step_scalars(self) -> Tuple[float, ...]:
+    def _step_scalars(self) -> tuple[float, ...]:
         step = self.iter + 1
         lr_t = self.lr * math.sqrt(1.0 - self.beta2**step) / (1.0 - self.beta1**step)
         return (1 - self.beta1, 1 - self.beta2, lr_t, self.eps)

@@ -1,17 +1,26 @@
 """Plain NumPy ground truth for every fastopt algorithm: obvious code, no tricks.
 
-Each class has the name, signature and state attributes of its fastopt counterpart and is written
-straight from the formulas, one NumPy operation per step in the documented order. It is the oracle of
-the tests and the baseline of the benchmarks. For the book's six classes it gives the book's numbers
-(common/optimizer.py of "Deep Learning from Scratch"), with two documented differences that fastopt
-shares: a grad is first converted to its param's dtype, and a scalar param comes back as a NumPy
-float64 scalar.
+Each class has the name, signature and state attributes of its fastopt counterpart. It is written
+straight from the formulas, one NumPy operation per step in the documented order. It is the oracle
+of the tests and the baseline of the benchmarks.
+
+For the book's six classes it gives the numbers of common/optimizer.py of "Deep Learning from
+Scratch" (oreilly-japan/deep-learning-from-scratch), with three documented points that fastopt
+shares:
+
+- a grad is first converted to its param's dtype;
+- a scalar param comes back as a NumPy float64 scalar;
+- Nesterov updates the param with the OLD velocity, as the book's text derives it
+  (p += momentum**2 * v_old - (1 + momentum) * lr * g, Bengio et al.'s form of NAG). The current
+  version of the book's repository updates v first and so steps with the new v; that gives other
+  numbers, and fastopt does not follow it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Hashable, Mapping, MutableMapping
+from collections.abc import Hashable, Mapping, MutableMapping
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +46,7 @@ def _store(params: Params, key: Hashable, param: np.ndarray) -> None:
         params[key] = param[()]
 
 
-def _state(states: Dict[Hashable, np.ndarray], key: Hashable, param: np.ndarray) -> np.ndarray:
+def _state(states: dict[Hashable, np.ndarray], key: Hashable, param: np.ndarray) -> np.ndarray:
     if key not in states:
         states[key] = np.zeros_like(param)
     return states[key]
@@ -59,7 +68,7 @@ class Momentum:
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         self.lr = lr
         self.momentum = momentum
-        self.v: Dict[Hashable, np.ndarray] = {}
+        self.v: dict[Hashable, np.ndarray] = {}
 
     def update(self, params: Params, grads: Grads) -> None:
         for key in params:
@@ -75,7 +84,7 @@ class Nesterov:
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         self.lr = lr
         self.momentum = momentum
-        self.v: Dict[Hashable, np.ndarray] = {}
+        self.v: dict[Hashable, np.ndarray] = {}
 
     def update(self, params: Params, grads: Grads) -> None:
         for key in params:
@@ -93,7 +102,7 @@ class AdaGrad:
     def __init__(self, lr: float = 0.01, *, eps: float = 1e-7) -> None:
         self.lr = lr
         self.eps = eps
-        self.h: Dict[Hashable, np.ndarray] = {}
+        self.h: dict[Hashable, np.ndarray] = {}
 
     def update(self, params: Params, grads: Grads) -> None:
         for key in params:
@@ -110,7 +119,7 @@ class RMSprop:
         self.lr = lr
         self.decay_rate = decay_rate
         self.eps = eps
-        self.h: Dict[Hashable, np.ndarray] = {}
+        self.h: dict[Hashable, np.ndarray] = {}
 
     def update(self, params: Params, grads: Grads) -> None:
         for key in params:
@@ -132,8 +141,8 @@ class Adam:
         self.beta2 = beta2
         self.eps = eps
         self.iter = 0
-        self.m: Dict[Hashable, np.ndarray] = {}
-        self.v: Dict[Hashable, np.ndarray] = {}
+        self.m: dict[Hashable, np.ndarray] = {}
+        self.v: dict[Hashable, np.ndarray] = {}
 
     def update(self, params: Params, grads: Grads) -> None:
         self.iter += 1

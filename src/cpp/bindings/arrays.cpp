@@ -23,9 +23,14 @@ bool is_native(const py::dtype& dt) {
 bool param_dtype(const py::dtype& dt, Dtype* out) {
   if (!is_native(dt)) return false;
   switch (dt.num()) {
-    case npy::NPY_FLOAT_: *out = Dtype::kFloat32; return true;
-    case npy::NPY_DOUBLE_: *out = Dtype::kFloat64; return true;
-    default: return false;
+    case npy::NPY_FLOAT_:
+      *out = Dtype::kFloat32;
+      return true;
+    case npy::NPY_DOUBLE_:
+      *out = Dtype::kFloat64;
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -35,7 +40,8 @@ std::string type_name(py::handle value) { return py::str(py::type::of(value).att
 
 std::string describe(py::handle value) {
   if (py::isinstance<py::array>(value)) {
-    return "ndarray of dtype " + std::string(py::str(py::reinterpret_borrow<py::array>(value).dtype()));
+    return "ndarray of dtype " +
+           std::string(py::str(py::reinterpret_borrow<py::array>(value).dtype()));
   }
   return type_name(value);
 }
@@ -55,14 +61,16 @@ bool same_shape(const py::array& a, const py::array& b) {
 }
 
 bool fits_layout(const py::array& a, Layout layout) {
-  const int want = layout == Layout::kC ? npy::NPY_ARRAY_C_CONTIGUOUS_ : npy::NPY_ARRAY_F_CONTIGUOUS_;
+  const int want =
+      layout == Layout::kC ? npy::NPY_ARRAY_C_CONTIGUOUS_ : npy::NPY_ARRAY_F_CONTIGUOUS_;
   const int need = want | npy::NPY_ARRAY_ALIGNED_ | npy::NPY_ARRAY_WRITEABLE_;
   return (a.flags() & need) == need;
 }
 
 const py::object& numpy() {
   PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> storage;
-  return storage.call_once_and_store_result([] { return py::module_::import("numpy"); }).get_stored();
+  return storage.call_once_and_store_result([] { return py::module_::import("numpy"); })
+      .get_stored();
 }
 
 // A copy of `value` as a contiguous array of the param's dtype and memory order.
@@ -83,9 +91,7 @@ bool is_real_scalar(py::handle value) {
 }
 
 const void* data_begin(const py::array& a) { return a.data(); }
-const void* data_end(const py::array& a) {
-  return static_cast<const char*>(a.data()) + a.nbytes();
-}
+const void* data_end(const py::array& a) { return static_cast<const char*>(a.data()) + a.nbytes(); }
 
 bool overlaps(const py::array& a, const py::array& b) {
   if (a.nbytes() == 0 || b.nbytes() == 0) return false;
@@ -169,7 +175,8 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param) {
     auto grad = py::reinterpret_borrow<py::array>(value);
     const char kind = grad.dtype().kind();
     if (kind != 'f' && kind != 'i' && kind != 'u') {
-      throw py::type_error(entry("grads", key) + " has dtype " + std::string(py::str(grad.dtype())) +
+      throw py::type_error(entry("grads", key) + " has dtype " +
+                           std::string(py::str(grad.dtype())) +
                            "; a gradient must be real numbers (floating point or integer).");
     }
     if (!same_shape(grad, param.array)) {
@@ -178,10 +185,11 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param) {
                             "; they must be equal.");
     }
     Dtype dtype;
-    const bool direct = param_dtype(grad.dtype(), &dtype) && dtype == param.dtype &&
-                        (grad.flags() & npy::NPY_ARRAY_ALIGNED_) &&
-                        (grad.flags() & (param.layout == Layout::kC ? npy::NPY_ARRAY_C_CONTIGUOUS_
-                                                                    : npy::NPY_ARRAY_F_CONTIGUOUS_));
+    const bool direct =
+        param_dtype(grad.dtype(), &dtype) && dtype == param.dtype &&
+        (grad.flags() & npy::NPY_ARRAY_ALIGNED_) &&
+        (grad.flags() & (param.layout == Layout::kC ? npy::NPY_ARRAY_C_CONTIGUOUS_
+                                                    : npy::NPY_ARRAY_F_CONTIGUOUS_));
     // A grad that overlaps its param (even the very same array) is copied first: the kernel reads
     // the grad while it writes the param, and the book's result uses the grad as it was.
     if (direct && !overlaps(grad, param.array)) return grad;
@@ -194,9 +202,10 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param) {
     }
     return converted(value, param);
   }
-  throw py::type_error(entry("grads", key) +
-                       " must be a numpy.ndarray or a real number (floating point or integer); got " +
-                       describe(value));
+  throw py::type_error(
+      entry("grads", key) +
+      " must be a numpy.ndarray or a real number (floating point or integer); got " +
+      describe(value));
 }
 
 py::array check_state(py::handle key, py::handle states, const char* name, const ParamSpan& param,

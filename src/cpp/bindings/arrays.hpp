@@ -20,11 +20,11 @@ enum class Layout { kC, kF };
 
 // A param as the kernels see it.
 struct ParamSpan {
-  py::array array;         // the param itself, or a 0-d float64 working copy of a scalar param
+  py::array array;  // the param itself, or a 0-d float64 working copy of a scalar param
   Dtype dtype;
   Layout layout;
   std::int64_t size;
-  bool from_scalar;        // the dict entry is a Python/NumPy scalar, replaced after the update
+  bool from_scalar;  // the dict entry is a Python/NumPy scalar, replaced after the update
 };
 
 // "params['W1']", with the key's repr.

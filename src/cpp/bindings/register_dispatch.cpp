@@ -25,17 +25,22 @@ void register_dispatch(py::module_& m) {
     throw py::import_error(error.what());
   }
 
-  m.def("simd_level", [] { return std::string(active_level().name); },
-        "The name of the SIMD level in use: 'baseline', 'avx2' or 'avx512'.");
+  m.def(
+      "simd_level", [] { return std::string(active_level().name); },
+      "The name of the SIMD level in use: 'baseline', 'avx2' or 'avx512'.");
   m.def("available_simd_levels", &available_levels,
         "The SIMD levels compiled into this build that this CPU can run, weakest first.");
-  m.def("compiled_simd_levels", [] {
+  m.def(
+      "compiled_simd_levels",
+      [] {
         std::vector<std::string> names;
         for (const auto& level : compiled_levels()) names.emplace_back(level.name);
         return names;
       },
       "Every SIMD level compiled into this build, weakest first.");
-  m.def("algorithms", [] {
+  m.def(
+      "algorithms",
+      [] {
         py::dict out;
         const KernelTable table = active_level().table();
         for (int i = 0; i < table.size; ++i) {

@@ -103,7 +103,9 @@ void update(int kernel, py::handle params, py::handle grads, py::tuple states,
     for (int s = 0; s < row.num_states; ++s)
       if (key_plan.state_pending[s]) states[s][key_plan.key] = key_plan.state[s];
     if (key_plan.param.size == 0) continue;
-    runtime::Task task{row.fn[static_cast<int>(key_plan.param.dtype)], scalar_values.data(), {},
+    runtime::Task task{row.fn[static_cast<int>(key_plan.param.dtype)],
+                       scalar_values.data(),
+                       {},
                        key_plan.param.size};
     task.ops.param = key_plan.param.array.mutable_data();
     task.ops.grad = key_plan.grad.data();

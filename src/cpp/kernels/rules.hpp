@@ -6,12 +6,12 @@
 // inline so that the one loop in sweep.hpp vectorizes.
 //
 // Order of operations is part of the contract: every line below is the reference's NumPy expression
-// (python/fastopt/reference.py), one rounding per operation, so float64 results are bit-identical to
-// NumPy. Never rewrite a - b*c as a fused or re-associated form.
+// (python/fastopt/reference.py), one rounding per operation, so float64 results are bit-identical
+// to NumPy. Never rewrite a - b*c as a fused or re-associated form.
 //
-// This header is compiled once per SIMD level, inside that level's namespace, so each level gets its
-// own copy of every inline function and the linker can never merge an AVX-512 copy into the SSE2
-// build (an ODR merge of that kind would crash older CPUs with SIGILL).
+// This header is compiled once per SIMD level, inside that level's namespace, so each level gets
+// its own copy of every inline function and the linker can never merge an AVX-512 copy into the
+// SSE2 build (an ODR merge of that kind would crash older CPUs with SIGILL).
 #pragma once
 
 #ifndef FASTOPT_LEVEL_NS

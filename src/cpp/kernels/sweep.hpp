@@ -1,10 +1,11 @@
 // The one loop that applies a rule over [begin, end) of a set of arrays.
 //
-// Compiled once per SIMD level (see rules.hpp for why it lives in the level's namespace). The loop is
-// plain C++ that GCC and Clang vectorize: __restrict tells them the param, grad and state arrays never
-// overlap (the bindings guarantee it, copying a grad that overlaps its param), and the rule is held
-// by value so its scalars are loop invariants in registers rather than loads that a store might alias.
-// Each element of every array is read once and written at most once: one pass, no temporaries.
+// Compiled once per SIMD level (see rules.hpp for why it lives in the level's namespace). The loop
+// is plain C++ that GCC and Clang vectorize: __restrict tells them the param, grad and state arrays
+// never overlap (the bindings guarantee it, copying a grad that overlaps its param), and the rule
+// is held by value so its scalars are loop invariants in registers rather than loads that a store
+// might alias. Each element of every array is read once and written at most once: one pass, no
+// temporaries.
 #pragma once
 
 #ifndef FASTOPT_LEVEL_NS
