@@ -7,11 +7,15 @@ The SIMD level is chosen once, at import, as the best this CPU supports; set the
 variable ``FASTOPT_SIMD`` to ``baseline``, ``avx2`` or ``avx512`` before importing to force one
 (a level the CPU lacks makes the import fail with a clear message). Every level gives
 bit-identical results.
+
+Large updates run on a persistent thread pool: ``set_num_threads``, ``get_num_threads`` and the
+context manager ``num_threads`` control it. The default is every core this process may use.
 """
 
 from __future__ import annotations
 
 from ._core import available_simd_levels, simd_level
+from ._threads import get_num_threads, num_threads, set_num_threads
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
 __all__ = [
@@ -23,5 +27,8 @@ __all__ = [
     "Adam",
     "simd_level",
     "available_simd_levels",
+    "get_num_threads",
+    "set_num_threads",
+    "num_threads",
 ]
 __version__ = "0.1.0"

@@ -111,11 +111,13 @@ class Optimizer:
             Shapes differ; a param is read-only, not contiguous or unaligned; or a param changed
             shape or dtype since its state was created.
         """
+        # The state dicts are looked up by name in self.__dict__, in C++: a user who resets state
+        # the book's way (opt.v = {}) is honoured, and no tuple is built per call.
         _core.update(
             self._kernel_index,
             params,
             grads,
-            tuple(getattr(self, name) for name in self._state_names),
+            self.__dict__,
             self._state_names,
             self._step_scalars(),
         )

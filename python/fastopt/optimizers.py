@@ -206,9 +206,10 @@ class Adam(Optimizer):
         self._init_state()
 
     def _step_scalars(self) -> tuple[float, ...]:
-        step = self.iter + 1
-        lr_t = self.lr * math.sqrt(1.0 - self.beta2**step) / (1.0 - self.beta1**step)
-        return (1 - self.beta1, 1 - self.beta2, lr_t, self.eps)
+        beta1, beta2, step = self.beta1, self.beta2, self.iter + 1
+        lr_t = self.lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+        return (1 - beta1, 1 - beta2, lr_t, self.eps)
 
     def _advance(self) -> None:
-        self.iter += 1
+        # iter has no check: skip the validating __setattr__ on this per-call path.
+        self.__dict__["iter"] += 1

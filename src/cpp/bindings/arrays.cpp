@@ -34,6 +34,39 @@ bool param_dtype(const py::dtype& dt, Dtype* out) {
   }
 }
 
+// The same test as param_dtype, on the raw descriptor.
+bool raw_dtype(PyObject* descr, Dtype* out) {
+  const auto* d = py::detail::array_descriptor_proxy(descr);
+  if (d->byteorder == (kNativeOrder == '<' ? '>' : '<')) return false;
+  if (d->type_num == npy::NPY_FLOAT_) {
+    *out = Dtype::kFloat32;
+    return true;
+  }
+  if (d->type_num == npy::NPY_DOUBLE_) {
+    *out = Dtype::kFloat64;
+    return true;
+  }
+  return false;
+}
+
+constexpr int kLayoutFlag[] = {npy::NPY_ARRAY_C_CONTIGUOUS_, npy::NPY_ARRAY_F_CONTIGUOUS_};
+
+bool fits(PyObject* value, const ArrayView& param, int required_flags) {
+  if (!npy::get().PyArray_Check_(value)) return false;
+  const auto* a = py::detail::array_proxy(value);
+  Dtype dtype;
+  if (!raw_dtype(a->descr, &dtype) || dtype != param.dtype || a->nd != param.ndim) return false;
+  const int need =
+      required_flags | npy::NPY_ARRAY_ALIGNED_ | kLayoutFlag[static_cast<int>(param.layout)];
+  if ((a->flags & need) != need) return false;
+  for (int d = 0; d < param.ndim; ++d)
+    if (a->dimensions[d] != param.shape[d]) return false;
+  if (param.size == 0) return true;
+  // Same shape and dtype, both contiguous: each spans exactly size * itemsize bytes.
+  const std::int64_t bytes = param.size * (param.dtype == Dtype::kFloat32 ? 4 : 8);
+  return a->data + bytes <= param.data || param.data + bytes <= a->data;
+}
+
 const char* dtype_name(Dtype dt) { return dt == Dtype::kFloat32 ? "float32" : "float64"; }
 
 std::string type_name(py::handle value) { return py::str(py::type::of(value).attr("__name__")); }
@@ -119,6 +152,44 @@ py::array zeros_like(const ParamSpan& param) {
 }
 
 }  // namespace
+
+bool param_view(PyObject* value, ArrayView* view) {
+  if (!npy::get().PyArray_Check_(value)) return false;
+  const auto* a = py::detail::array_proxy(value);
+  if (!raw_dtype(a->descr, &view->dtype)) return false;
+  const int flags = a->flags;
+  if ((flags & (npy::NPY_ARRAY_WRITEABLE_ | npy::NPY_ARRAY_ALIGNED_)) !=
+      (npy::NPY_ARRAY_WRITEABLE_ | npy::NPY_ARRAY_ALIGNED_)) {
+    return false;
+  }
+  if (flags & npy::NPY_ARRAY_C_CONTIGUOUS_) {
+    view->layout = Layout::kC;
+  } else if (flags & npy::NPY_ARRAY_F_CONTIGUOUS_) {
+    view->layout = Layout::kF;
+  } else {
+    return false;
+  }
+  std::int64_t size = 1;
+  for (int d = 0; d < a->nd; ++d) size *= a->dimensions[d];
+  view->data = a->data;
+  view->size = size;
+  view->ndim = a->nd;
+  view->shape = a->dimensions;
+  return true;
+}
+
+bool grad_fits(PyObject* value, const ArrayView& param) { return fits(value, param, 0); }
+
+bool state_fits(PyObject* value, const ArrayView& param) {
+  return fits(value, param, npy::NPY_ARRAY_WRITEABLE_);
+}
+
+ArrayView view_of(const ParamSpan& param) {
+  ArrayView view;
+  const bool ok = param_view(param.array.ptr(), &view);
+  (void)ok;  // check_param returned it, so it is a usable param by construction
+  return view;
+}
 
 std::string entry(const char* dict_name, py::handle key) {
   return std::string(dict_name) + "[" + std::string(py::repr(key)) + "]";
@@ -217,9 +288,9 @@ py::array check_state(py::handle key, py::handle states, const char* name, const
     *pending = true;
     return zeros_like(param);
   }
-  const std::string where = "state '" + std::string(name) + "' of " + entry("params", key);
   if (!py::isinstance<py::array>(found)) {
-    throw py::type_error(where + " must be a numpy.ndarray; got " + describe(found) +
+    throw py::type_error("state '" + std::string(name) + "' of " + entry("params", key) +
+                         " must be a numpy.ndarray; got " + describe(found) +
                          ". Delete the entry to start this key's state afresh.");
   }
   auto state = py::reinterpret_borrow<py::array>(found);

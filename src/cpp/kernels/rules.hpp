@@ -128,3 +128,31 @@ struct Adam {
 };
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS
+
+namespace fastopt::FASTOPT_LEVEL_NS {
+
+// Memory-traffic probes: a benchmark helper, not an optimizer. Traffic<K> makes exactly the loads
+// and stores of a rule with K state arrays (read p, g and every state; write p and every state)
+// with trivial arithmetic, through the same sweep, chunking and threads as the real rules. Its
+// speed is the ceiling those rules can reach on this machine: benchmarks/ report each rule as a
+// ratio of the probe with the same K (Adam: K = 2).
+template <int K>
+struct Traffic {
+  template <class T>
+  struct Rule {
+    static constexpr const char* kName = K == 0   ? "traffic0"
+                                         : K == 1 ? "traffic1"
+                                         : K == 2 ? "traffic2"
+                                                  : "traffic3";
+    static constexpr int kStates = K;
+    static constexpr int kScalars = 0;
+    explicit Rule(const double*) {}
+    template <class... State>
+    void operator()(T& p, T g, State&... state) const {
+      p = p + g;
+      ((state = state + g), ...);
+    }
+  };
+};
+
+}  // namespace fastopt::FASTOPT_LEVEL_NS

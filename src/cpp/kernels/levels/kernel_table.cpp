@@ -10,6 +10,9 @@ namespace {
 // One row per algorithm. Adding an algorithm: a rule in rules.hpp, a row here.
 constexpr KernelRow kRows[] = {
     row<Sgd>(), row<Momentum>(), row<Nesterov>(), row<AdaGrad>(), row<RmsProp>(), row<Adam>(),
+    // Benchmark helpers: the memory-traffic ceiling for rules with 0 to 3 state arrays.
+    row<Traffic<0>::Rule>(), row<Traffic<1>::Rule>(), row<Traffic<2>::Rule>(),
+    row<Traffic<3>::Rule>(),
 };
 
 }  // namespace

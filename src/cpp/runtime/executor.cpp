@@ -1,0 +1,52 @@
+#include "runtime/executor.hpp"
+
+#include <algorithm>
+
+#include "runtime/thread_pool.hpp"
+
+namespace fastopt::runtime {
+namespace {
+
+// Chunks per thread: enough that a thread slowed by the rest of the machine hands work to the
+// others, few enough that each chunk is a long stream for the hardware prefetchers.
+constexpr std::int64_t kChunksPerThread = 4;
+// Chunk sizes are a multiple of this many elements, so chunk edges fall on cache-line multiples
+// within a task that starts on one, and threads rarely share a line.
+constexpr std::int64_t kChunkQuantum = 64;
+
+}  // namespace
+
+int threads_for(std::int64_t total, int num_threads) {
+  return static_cast<int>(
+      std::max<std::int64_t>(1, std::min<std::int64_t>(num_threads, total / kGrain)));
+}
+
+void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads) {
+  if (threads <= 1) {
+    for (const Task& task : tasks) task.fn(task.scalars, task.ops, 0, task.size);
+    return;
+  }
+  // Task t covers [starts[t], starts[t + 1]) of the concatenated elements.
+  std::vector<std::int64_t> starts(tasks.size() + 1, 0);
+  for (std::size_t t = 0; t < tasks.size(); ++t) starts[t + 1] = starts[t] + tasks[t].size;
+
+  std::int64_t chunk = (total + threads * kChunksPerThread - 1) / (threads * kChunksPerThread);
+  chunk = (chunk + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum;
+  const std::int64_t num_chunks = (total + chunk - 1) / chunk;
+
+  auto run_chunk = [&](std::int64_t c) {
+    const std::int64_t begin = c * chunk;
+    const std::int64_t end = std::min(total, begin + chunk);
+    // The first task that ends after `begin`.
+    std::size_t t = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), begin) -
+                                             starts.begin() - 1);
+    for (; t < tasks.size() && starts[t] < end; ++t) {
+      const std::int64_t from = std::max(begin, starts[t]) - starts[t];
+      const std::int64_t to = std::min(end, starts[t + 1]) - starts[t];
+      if (from < to) tasks[t].fn(tasks[t].scalars, tasks[t].ops, from, to);
+    }
+  };
+  parallel_for(num_chunks, threads, ChunkFn(run_chunk));
+}
+
+}  // namespace fastopt::runtime

@@ -1,0 +1,165 @@
+#include "runtime/thread_pool.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace fastopt::runtime {
+namespace {
+
+class Pool {
+ public:
+  void run(std::int64_t num_chunks, int threads, ChunkFn fn) {
+    std::unique_lock<std::mutex> submit(submit_, std::try_to_lock);
+    const int helpers = submit.owns_lock() ? start_workers(threads - 1) : 0;
+    if (helpers == 0) {
+      for (std::int64_t c = 0; c < num_chunks; ++c) fn(c);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &fn;
+      num_chunks_ = num_chunks;
+      participants_ = helpers;
+      next_.store(0, std::memory_order_relaxed);
+      running_.store(helpers, std::memory_order_relaxed);
+      ++generation_;
+    }
+    wake_.notify_all();
+    drain(fn, num_chunks);
+    // The helpers are usually finishing their last chunk by now: spin a little before sleeping,
+    // since a condition-variable round trip costs ~10 us here.
+    for (int spin = 0; spin < 2000 && running_.load(std::memory_order_acquire) != 0; ++spin) {
+      std::this_thread::yield();
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [&] { return running_.load(std::memory_order_acquire) == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  // Makes sure `wanted` workers exist; returns how many do (fewer if the OS refuses threads).
+  int start_workers(int wanted) {
+    while (static_cast<int>(workers_.size()) < wanted) {
+      try {
+        const int index = static_cast<int>(workers_.size());
+        workers_.emplace_back([this, index] { work(index); });
+        workers_.back().detach();  // the pool lives until the process ends; see pool()
+      } catch (const std::system_error&) {
+        workers_.pop_back();
+        break;
+      }
+    }
+    return std::min<int>(wanted, static_cast<int>(workers_.size()));
+  }
+
+  void drain(ChunkFn fn, std::int64_t num_chunks) {
+    for (;;) {
+      const std::int64_t chunk = next_.fetch_add(1, std::memory_order_relaxed);
+      if (chunk >= num_chunks) return;
+      fn(chunk);
+    }
+  }
+
+  void work(int index) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      const ChunkFn* job;
+      std::int64_t num_chunks;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return generation_ != seen; });
+        seen = generation_;
+        if (index >= participants_) continue;
+        job = job_;
+        num_chunks = num_chunks_;
+      }
+      drain(*job, num_chunks);
+      // acq_rel: this worker's writes to the arrays happen before the caller returns.
+      if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_one();
+      }
+    }
+  }
+
+  std::mutex submit_;  // one job at a time
+  std::mutex mutex_;   // guards the job fields and generation_
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  std::uint64_t generation_ = 0;
+  const ChunkFn* job_ = nullptr;
+  std::int64_t num_chunks_ = 0;
+  int participants_ = 0;
+  std::atomic<std::int64_t> next_{0};
+  std::atomic<int> running_{0};
+};
+
+// The pool is created on first use and never destroyed: its workers sleep until the process ends,
+// so interpreter shutdown never waits on (or races with) a join. After fork() only the forking
+// thread exists in the child, so the child forgets the parent's pool (leaking it: its mutexes may
+// have been held at the fork) and makes a new one on first use.
+std::atomic<Pool*> g_pool{nullptr};
+std::mutex g_pool_mutex;
+
+void forget_pool_after_fork() {
+  g_pool.store(nullptr);
+  new (&g_pool_mutex) std::mutex();  // it may have been locked by another thread at the fork
+}
+
+Pool& pool() {
+  Pool* current = g_pool.load(std::memory_order_acquire);
+  if (current != nullptr) return *current;
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  current = g_pool.load(std::memory_order_acquire);
+  if (current == nullptr) {
+    static const int registered = pthread_atfork(nullptr, nullptr, &forget_pool_after_fork);
+    (void)registered;
+    current = new Pool();
+    g_pool.store(current, std::memory_order_release);
+  }
+  return *current;
+}
+
+int initial_threads() {
+  if (const char* env = std::getenv("FASTOPT_NUM_THREADS")) {
+    const int threads = std::atoi(env);
+    if (threads >= 1) return threads;
+  }
+  return available_cores();
+}
+
+std::atomic<int> g_threads{initial_threads()};
+
+}  // namespace
+
+int available_cores() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int num_threads() { return g_threads.load(std::memory_order_relaxed); }
+
+void set_num_threads(int threads) { g_threads.store(std::max(1, threads)); }
+
+void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn) {
+  if (threads <= 1 || num_chunks <= 1) {
+    for (std::int64_t c = 0; c < num_chunks; ++c) fn(c);
+    return;
+  }
+  pool().run(num_chunks, static_cast<int>(std::min<std::int64_t>(threads, num_chunks)), fn);
+}
+
+}  // namespace fastopt::runtime
