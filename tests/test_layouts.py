@@ -160,3 +160,20 @@ def test_grad_may_be_a_numpy_scalar_or_zero_d_array_for_a_zero_d_param(rng):
     fast.update(params_fast, grads)
     ref.update(params_ref, grads)
     assert_optimizers_agree("Adam", fast, ref, params_fast, params_ref)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("name", BOOK)
+def test_large_arrays_whose_state_is_placed_in_its_own_buffer(name, order, rng):
+    # States of 64 KiB and more are views into a slightly larger buffer, at a chosen page offset.
+    params = {
+        "W": np.asarray(rng.standard_normal((301, 257)), order=order),
+        "w": rng.standard_normal(40_000).astype(np.float32),
+    }
+    fast = run_with(name, params, lambda p, r: random_like(p, r), rng, steps=3)
+    for state in fast._state_names:
+        big = getattr(fast, state)["W"]
+        assert big.flags.writeable and (
+            big.flags.f_contiguous if order == "F" else big.flags.c_contiguous
+        )
+        assert not np.shares_memory(big, params["W"])

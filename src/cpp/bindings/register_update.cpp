@@ -157,7 +157,7 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
         keep.push_back(py::reinterpret_borrow<py::object>(state));
       } else {
         bool is_new = false;
-        keep.push_back(check_state(key, states[s],
+        keep.push_back(check_state(key, states[s], s,
                                    PyUnicode_AsUTF8(PyTuple_GET_ITEM(state_names.ptr(), s)), span(),
                                    &is_new));
         if (is_new) pending.push_back({states[s], key, keep.back().ptr()});

@@ -31,18 +31,18 @@ class Pool {
       num_chunks_ = num_chunks;
       participants_ = helpers;
       next_.store(0, std::memory_order_relaxed);
-      running_.store(helpers, std::memory_order_relaxed);
+      open_ = true;
       ++generation_;
     }
     wake_.notify_all();
     drain(fn, num_chunks);
-    // The helpers are usually finishing their last chunk by now: spin a little before sleeping,
-    // since a condition-variable round trip costs ~10 us here.
-    for (int spin = 0; spin < 2000 && running_.load(std::memory_order_acquire) != 0; ++spin) {
-      std::this_thread::yield();
-    }
+    // Close the job, then wait only for the helpers that joined it: they are finishing a chunk.
+    // A helper that has not woken up yet (waking takes ~10 us here, far more when another runtime's
+    // threads are spinning on the other core) finds the job closed and goes back to sleep, so a
+    // slow wake never holds up the caller: at worst it does every chunk itself.
     std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [&] { return running_.load(std::memory_order_acquire) == 0; });
+    open_ = false;
+    done_.wait(lock, [&] { return joined_ == 0; });
     job_ = nullptr;
   }
 
@@ -72,36 +72,33 @@ class Pool {
 
   void work(int index) {
     std::uint64_t seen = 0;
+    std::unique_lock<std::mutex> lock(mutex_);
     for (;;) {
-      const ChunkFn* job;
-      std::int64_t num_chunks;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return generation_ != seen; });
-        seen = generation_;
-        if (index >= participants_) continue;
-        job = job_;
-        num_chunks = num_chunks_;
-      }
-      drain(*job, num_chunks);
-      // acq_rel: this worker's writes to the arrays happen before the caller returns.
-      if (running_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        done_.notify_one();
-      }
+      wake_.wait(lock, [&] { return generation_ != seen; });
+      seen = generation_;
+      if (!open_ || index >= participants_) continue;
+      ++joined_;
+      const ChunkFn job = *job_;
+      const std::int64_t num_chunks = num_chunks_;
+      lock.unlock();
+      drain(job, num_chunks);
+      lock.lock();
+      // Under the mutex: this worker's writes to the arrays happen before the caller returns.
+      if (--joined_ == 0) done_.notify_one();
     }
   }
 
   std::mutex submit_;  // one job at a time
-  std::mutex mutex_;   // guards the job fields and generation_
+  std::mutex mutex_;   // guards everything below but next_
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
   std::uint64_t generation_ = 0;
   const ChunkFn* job_ = nullptr;
   std::int64_t num_chunks_ = 0;
   int participants_ = 0;
+  bool open_ = false;  // helpers may still join the current job
+  int joined_ = 0;     // helpers draining the current job
   std::atomic<std::int64_t> next_{0};
-  std::atomic<int> running_{0};
 };
 
 // The pool is created on first use and never destroyed: its workers sleep until the process ends,

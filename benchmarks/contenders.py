@@ -1,0 +1,118 @@
+"""The contenders: fastopt, its memory-traffic ceiling, fastopt.reference, and torch.optim.
+
+Each factory takes the params' shapes, a dtype and a book optimizer name, builds its own params
+and grads (the same values for all), and returns a zero-argument callable that makes one update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+import fastopt
+from fastopt import reference
+from fastopt._probe import MemoryTrafficProbe
+
+try:
+    import torch
+except ImportError:  # torch is optional: its columns appear only when it is installed
+    torch = None
+
+NUM_STATES = {"SGD": 0, "Momentum": 1, "Nesterov": 1, "AdaGrad": 1, "RMSprop": 1, "Adam": 2}
+
+# The torch.optim counterpart of each book optimizer: the same memory traffic and, apart from
+# Nesterov's form and torch's first-step momentum, the same math.
+TORCH_EQUIVALENT = {
+    "SGD": ("SGD", {"lr": 0.01}),
+    "Momentum": ("SGD", {"lr": 0.01, "momentum": 0.9}),
+    "Nesterov": ("SGD", {"lr": 0.01, "momentum": 0.9, "nesterov": True}),
+    "AdaGrad": ("Adagrad", {"lr": 0.01}),
+    "RMSprop": ("RMSprop", {"lr": 0.01, "alpha": 0.99}),
+    "Adam": ("Adam", {"lr": 0.001}),
+}
+
+Step = Callable[[], None]
+
+
+def arrays(shapes, dtype, seed):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(shape).astype(dtype) for shape in shapes]
+
+
+def traffic_bytes(shapes, dtype, optimizer: str) -> int:
+    """The bytes an update must move: read param, grad and every state; write param and states."""
+    k = NUM_STATES[optimizer]
+    elements = sum(int(np.prod(shape)) for shape in shapes)
+    return elements * np.dtype(dtype).itemsize * ((2 + k) + (1 + k))
+
+
+def _numpy_step(make_optimizer, shapes, dtype) -> Step:
+    params = dict(enumerate(arrays(shapes, dtype, 1)))
+    grads = dict(enumerate(arrays(shapes, dtype, 2)))
+    opt = make_optimizer()
+
+    def step() -> None:
+        opt.update(params, grads)
+
+    return step
+
+
+def fastopt_step(shapes, dtype, optimizer: str) -> Step:
+    return _numpy_step(getattr(fastopt, optimizer), shapes, dtype)
+
+
+def ceiling_step(shapes, dtype, optimizer: str) -> Step:
+    return _numpy_step(lambda: MemoryTrafficProbe(NUM_STATES[optimizer]), shapes, dtype)
+
+
+def reference_step(shapes, dtype, optimizer: str) -> Step:
+    return _numpy_step(getattr(reference, optimizer), shapes, dtype)
+
+
+def torch_step(shapes, dtype, optimizer: str, mode: str) -> Step | None:
+    """torch.optim with fused=True or foreach=True; None when torch or that mode is missing."""
+    if torch is None:
+        return None
+    name, kwargs = TORCH_EQUIVALENT[optimizer]
+    tensors = [torch.from_numpy(a).requires_grad_() for a in arrays(shapes, dtype, 1)]
+    for tensor, grad in zip(tensors, arrays(shapes, dtype, 2)):
+        tensor.grad = torch.from_numpy(grad)
+    try:
+        opt = getattr(torch.optim, name)(tensors, **kwargs, **{mode: True})
+        opt.step()
+    except (RuntimeError, TypeError, ValueError):  # e.g. no fused CPU kernel for this algorithm
+        return None
+    return opt.step
+
+
+def contenders(shapes, dtype, optimizer: str, peers: bool = True) -> dict[str, Step]:
+    """Every available contender for one workload, fastopt first."""
+    found: dict[str, Step | None] = {
+        "fastopt": fastopt_step(shapes, dtype, optimizer),
+        "ceiling": ceiling_step(shapes, dtype, optimizer),
+    }
+    if peers:
+        found["reference"] = reference_step(shapes, dtype, optimizer)
+        found["torch fused"] = torch_step(shapes, dtype, optimizer, "fused")
+        found["torch foreach"] = torch_step(shapes, dtype, optimizer, "foreach")
+    return {name: step for name, step in found.items() if step is not None}
+
+
+class threads:
+    """Use `count` threads in fastopt and torch for a block."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __enter__(self) -> None:
+        self._fastopt = fastopt.num_threads(self.count)
+        self._fastopt.__enter__()
+        if torch is not None:
+            self._torch = torch.get_num_threads()
+            torch.set_num_threads(self.count)
+
+    def __exit__(self, *exc) -> None:
+        self._fastopt.__exit__(*exc)
+        if torch is not None:
+            torch.set_num_threads(self._torch)

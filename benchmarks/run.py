@@ -1,0 +1,220 @@
+"""fastopt's benchmark suite: ``python benchmarks/run.py [--quick] [--out DIR]``.
+
+Every case of the speed targets, and a sweep of every optimizer over array sizes, each timed
+side by side with its peers in this process: medians of interleaved repetitions after warm-up.
+Results are ratios against peers measured in the same run, and against the ceiling: a kernel that
+makes the same loads and stores with trivial arithmetic (fastopt._probe.MemoryTrafficProbe).
+Writes benchmark.json and sweep.png to --out. torch's columns appear when torch is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import contenders as cs  # noqa: E402
+from harness import interleaved  # noqa: E402
+from report import Table, machine, plot_sweep, write_json  # noqa: E402
+
+import fastopt  # noqa: E402
+
+BOOK = ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam")
+TWO_LAYER_NET = [(784, 50), (50,), (50, 10), (10,)]
+# MultiLayerNetExtend(784, [100] * 5, 10, use_batchnorm=True): W1..W6, b1..b6, gamma1..5, beta1..5.
+MULTI_LAYER_NET_EXTEND = (
+    [(784, 100), (100,)] + [(100, 100), (100,)] * 4 + [(100, 10), (10,)] + [(100,)] * 10
+)
+
+
+def with_threads(step, count):
+    def run() -> None:
+        with fastopt.num_threads(count):
+            step()
+
+    return run
+
+
+def ratio(numerator, denominator):
+    return None if numerator is None or denominator is None else numerator / denominator
+
+
+def large_arrays(repeats: int, size: int) -> Table:
+    shapes, dtype = [(size,)], np.float32
+    table = Table(
+        f"Large arrays: Adam, float32, {size:,} elements",
+        "Targets: 1 thread >= 95% of ceiling and >= 1.0x torch fused; "
+        "2 threads >= 1.5x 1 thread and >= 90% of the 2-thread ceiling.",
+    )
+    found = cs.contenders(shapes, dtype, "Adam")
+    runs = {}
+    for count in (1, 2):
+        for name, step in found.items():
+            if name != "reference" or count == 1:
+                runs[(name, count)] = with_threads(step, count)
+    times = interleaved({f"{n}@{c}": fn for (n, c), fn in runs.items()}, repeats)
+    moved = cs.traffic_bytes(shapes, dtype, "Adam")
+    for count in (1, 2):
+        t = {n: times.get(f"{n}@{count}") for n in found}
+        table.add(
+            threads=count,
+            fastopt_ms=t["fastopt"] * 1e3,
+            fastopt_GBps=moved / t["fastopt"] / 1e9,
+            ceiling_GBps=moved / t["ceiling"] / 1e9,
+            pct_of_ceiling=100 * t["ceiling"] / t["fastopt"],
+            x_torch_fused=ratio(t.get("torch fused"), t["fastopt"]),
+            x_torch_foreach=ratio(t.get("torch foreach"), t["fastopt"]),
+            x_reference=ratio(times.get("reference@1"), t["fastopt"]),
+            x_1_thread=times["fastopt@1"] / t["fastopt"],
+        )
+    return table
+
+
+def networks(repeats: int) -> Table:
+    table = Table(
+        f"Textbook networks: Adam, float64, {fastopt.get_num_threads()} threads (torch too)",
+        "Targets: >= 4x reference (TwoLayerNet), >= 5x reference (MultiLayerNetExtend), "
+        ">= 3x torch fused on both.",
+    )
+    for name, shapes in (("TwoLayerNet", TWO_LAYER_NET), ("MultiLayerNetExtend", MULTI_LAYER_NET_EXTEND)):
+        found = cs.contenders(shapes, np.float64, "Adam")
+        found.pop("ceiling")
+        t = interleaved(found, repeats)
+        table.add(
+            network=name,
+            arrays=len(shapes),
+            elements=sum(int(np.prod(s)) for s in shapes),
+            fastopt_us=t["fastopt"] * 1e6,
+            reference_us=t["reference"] * 1e6,
+            x_reference=t["reference"] / t["fastopt"],
+            torch_fused_us=ratio(t.get("torch fused"), 1e-6),
+            x_torch_fused=ratio(t.get("torch fused"), t["fastopt"]),
+            x_torch_foreach=ratio(t.get("torch foreach"), t["fastopt"]),
+        )
+    return table
+
+
+def call_overhead(repeats: int) -> Table:
+    shapes = [(8,)] * 22
+    table = Table(
+        "Call overhead: 22 arrays of 8 float64",
+        "Target: <= 4 us per update() call (median), every optimizer.",
+    )
+    for optimizer in BOOK:
+        found = {
+            "fastopt": cs.fastopt_step(shapes, np.float64, optimizer),
+            "reference": cs.reference_step(shapes, np.float64, optimizer),
+        }
+        t = interleaved(found, repeats)
+        table.add(
+            optimizer=optimizer,
+            fastopt_us=t["fastopt"] * 1e6,
+            reference_us=t["reference"] * 1e6,
+            x_reference=t["reference"] / t["fastopt"],
+        )
+    return table
+
+
+def every_optimizer(repeats: int, size: int) -> Table:
+    table = Table(
+        f"Every optimizer: {size:,} float32 elements, 1 thread",
+        "Target: >= 5x reference.",
+    )
+    with cs.threads(1):
+        for optimizer in BOOK:
+            found = cs.contenders([(size,)], np.float32, optimizer)
+            t = interleaved(found, repeats)
+            table.add(
+                optimizer=optimizer,
+                fastopt_us=t["fastopt"] * 1e6,
+                pct_of_ceiling=100 * t["ceiling"] / t["fastopt"],
+                x_reference=t["reference"] / t["fastopt"],
+                x_torch_fused=ratio(t.get("torch fused"), t["fastopt"]),
+                x_torch_foreach=ratio(t.get("torch foreach"), t["fastopt"]),
+            )
+    return table
+
+
+def sweep(repeats: int, exponents, out: list) -> Table:
+    table = Table(
+        f"Sweep: every optimizer, sizes 2^{exponents[0]} to 2^{exponents[-1]}, "
+        f"{fastopt.get_num_threads()} threads",
+        "GB/s = bytes the update must move / time. Ratios: peer time / fastopt time.",
+    )
+    for dtype in (np.float32, np.float64):
+        for optimizer in BOOK:
+            for e in exponents:
+                shapes = [(1 << e,)]
+                t = interleaved(cs.contenders(shapes, dtype, optimizer), repeats)
+                moved = cs.traffic_bytes(shapes, dtype, optimizer)
+                out.append({
+                    "optimizer": optimizer,
+                    "dtype": np.dtype(dtype).name,
+                    "size": 1 << e,
+                    "seconds": t,
+                    "gbps": {name: moved / s / 1e9 for name, s in t.items()},
+                })
+                table.add(
+                    optimizer=optimizer,
+                    dtype=np.dtype(dtype).name,
+                    size=f"2^{e}",
+                    fastopt_us=t["fastopt"] * 1e6,
+                    GBps=moved / t["fastopt"] / 1e9,
+                    pct_of_ceiling=100 * t["ceiling"] / t["fastopt"],
+                    x_reference=t["reference"] / t["fastopt"],
+                    x_torch_fused=ratio(t.get("torch fused"), t["fastopt"]),
+                    x_torch_foreach=ratio(t.get("torch foreach"), t["fastopt"]),
+                )
+    return table
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes: a check, not a result")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repetitions (median)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--only", nargs="*", help="run only these sections",
+                        choices=["large", "networks", "overhead", "every", "sweep"])
+    args = parser.parse_args(argv)
+    if args.repeats < 7 and not args.quick:
+        parser.error("use at least 7 repetitions for results (or --quick)")
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    info = machine()
+    print(f"fastopt benchmarks: {info['cpu']}, {info['cores']} cores, SIMD {info['simd_level']}, "
+          f"{fastopt.get_num_threads()} threads, numpy {info['numpy']}, torch {info['torch']}, "
+          f"{info['date']}")
+    print(f"Medians of {args.repeats} interleaved repetitions; x_peer = peer time / fastopt time.")
+    large = 1 << (20 if args.quick else 24)
+    exponents = list(range(10, 17 if args.quick else 25, 2))
+    sections = {
+        "large": lambda: large_arrays(args.repeats, large),
+        "networks": lambda: networks(args.repeats),
+        "overhead": lambda: call_overhead(args.repeats),
+        "every": lambda: every_optimizer(args.repeats, 1 << (16 if args.quick else 20)),
+    }
+    tables, points = [], []
+    for name, section in sections.items():
+        if not args.only or name in args.only:
+            tables.append(section())
+            tables[-1].print()
+    if not args.only or "sweep" in args.only:
+        tables.append(sweep(args.repeats, exponents, points))
+        tables[-1].print()
+    write_json(args.out / "benchmark.json", info, tables, points)
+    print(f"\nwrote {args.out / 'benchmark.json'}")
+    if points:
+        try:
+            plot_sweep(args.out / "sweep.png", info, points)
+            print(f"wrote {args.out / 'sweep.png'}")
+        except ImportError:
+            print("no plot: pip install '.[bench]' for matplotlib")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

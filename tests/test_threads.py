@@ -1,0 +1,98 @@
+"""The thread count API, and bit-identical results for every thread count."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import BOOK, STATE_NAMES, random_like
+
+import fastopt
+
+# Large enough that every count here really splits the work (the grain is 2**15 elements a
+# thread), with odd sizes so chunk edges fall mid-array and mid-vector.
+SHAPES = [(300_001,), (517, 263), (7,), (), (65_537,), (3,)]
+
+
+def run(name, threads, dtype, steps=4):
+    rng = np.random.default_rng(11)
+    params = {i: rng.standard_normal(s).astype(dtype) for i, s in enumerate(SHAPES)}
+    opt = getattr(fastopt, name)()
+    with fastopt.num_threads(threads):
+        for _ in range(steps):
+            opt.update(params, {k: random_like(v, rng) for k, v in params.items()})
+    return params, {s: getattr(opt, s) for s in STATE_NAMES[name]}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name", BOOK)
+def test_bit_identical_for_every_thread_count(name, dtype):
+    params_1, state_1 = run(name, 1, dtype)
+    for threads in (2, 3, 5, 8):
+        params_n, state_n = run(name, threads, dtype)
+        for key in params_1:
+            assert np.array_equal(params_n[key], params_1[key]), (threads, key)
+            for state in state_1:
+                assert np.array_equal(state_n[state][key], state_1[state][key]), (threads, key)
+
+
+def test_every_element_is_updated_when_split(rng):
+    """A chunking bug that skipped or doubled a range would leave elements unchanged or off."""
+    n = 1_000_003
+    params = {"a": np.zeros(n), "b": np.zeros(77_777)}
+    grads = {"a": -np.ones(n), "b": -np.ones(77_777)}
+    with fastopt.num_threads(4):
+        fastopt.SGD(lr=1.0).update(params, grads)
+    assert np.all(params["a"] == 1.0) and np.all(params["b"] == 1.0)
+
+
+def test_default_is_the_cores_this_process_may_use():
+    code = "import fastopt; print(fastopt.get_num_threads())"
+    env = {k: v for k, v in os.environ.items() if k != "FASTOPT_NUM_THREADS"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert int(done.stdout) == len(os.sched_getaffinity(0))
+    env["FASTOPT_NUM_THREADS"] = "3"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert int(done.stdout) == 3
+
+
+def test_set_get_and_context_manager():
+    before = fastopt.get_num_threads()
+    with fastopt.num_threads(3):
+        assert fastopt.get_num_threads() == 3
+        with fastopt.num_threads(1):
+            assert fastopt.get_num_threads() == 1
+        assert fastopt.get_num_threads() == 3
+    assert fastopt.get_num_threads() == before
+    with pytest.raises(RuntimeError), fastopt.num_threads(2):
+        raise RuntimeError("restored even on error")
+    assert fastopt.get_num_threads() == before
+
+
+@pytest.mark.parametrize(
+    "bad, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)]
+)
+def test_bad_thread_counts(bad, error):
+    before = fastopt.get_num_threads()
+    with pytest.raises(error, match="thread"):
+        fastopt.set_num_threads(bad)
+    assert fastopt.get_num_threads() == before
+
+
+def test_probe_makes_the_loads_and_stores_it_claims(rng):
+    from fastopt._probe import MemoryTrafficProbe
+
+    for k in range(4):
+        probe = MemoryTrafficProbe(k)
+        params = {"w": rng.standard_normal(1001)}
+        grads = {"w": rng.standard_normal(1001)}
+        expected = params["w"] + grads["w"]
+        probe.update(params, grads)
+        assert np.array_equal(params["w"], expected)
+        for i in range(k):  # every state was read (zeros) and written (zeros + g)
+            assert np.array_equal(getattr(probe, f"s{i}")["w"], grads["w"])
+    with pytest.raises(ValueError, match="num_states"):
+        MemoryTrafficProbe(4)
