@@ -32,8 +32,10 @@ MULTI_LAYER_NET_EXTEND = (
 
 
 def with_threads(step, count):
+    """`step` run with `count` threads in fastopt and in torch alike."""
+
     def run() -> None:
-        with fastopt.num_threads(count):
+        with cs.threads(count):
             step()
 
     return run
@@ -48,28 +50,28 @@ def large_arrays(repeats: int, size: int) -> Table:
     table = Table(
         f"Large arrays: Adam, float32, {size:,} elements",
         "Targets: 1 thread >= 95% of ceiling and >= 1.0x torch fused; "
-        "2 threads >= 1.5x 1 thread and >= 90% of the 2-thread ceiling.",
+        "2 threads >= 1.5x 1 thread and >= 90% of the 2-thread ceiling. "
+        "Ratios are medians of per-round ratios.",
     )
     found = cs.contenders(shapes, dtype, "Adam")
-    runs = {}
-    for count in (1, 2):
-        for name, step in found.items():
-            if name != "reference" or count == 1:
-                runs[(name, count)] = with_threads(step, count)
-    times = interleaved({f"{n}@{c}": fn for (n, c), fn in runs.items()}, repeats)
+    reference = found.pop("reference")
+    runs = {f"{n}@{c}": with_threads(step, c) for c in (1, 2) for n, step in found.items()}
+    t = interleaved(runs, repeats)
+    t_ref = interleaved({"fastopt@1": runs["fastopt@1"], "reference": reference}, 7)
     moved = cs.traffic_bytes(shapes, dtype, "Adam")
     for count in (1, 2):
-        t = {n: times.get(f"{n}@{count}") for n in found}
+        me = f"fastopt@{count}"
         table.add(
             threads=count,
-            fastopt_ms=t["fastopt"] * 1e3,
-            fastopt_GBps=moved / t["fastopt"] / 1e9,
-            ceiling_GBps=moved / t["ceiling"] / 1e9,
-            pct_of_ceiling=100 * t["ceiling"] / t["fastopt"],
-            x_torch_fused=ratio(t.get("torch fused"), t["fastopt"]),
-            x_torch_foreach=ratio(t.get("torch foreach"), t["fastopt"]),
-            x_reference=ratio(times.get("reference@1"), t["fastopt"]),
-            x_1_thread=times["fastopt@1"] / t["fastopt"],
+            fastopt_ms=t[me] * 1e3,
+            fastopt_GBps=moved / t[me] / 1e9,
+            ceiling_GBps=moved / t[f"ceiling@{count}"] / 1e9,
+            pct_of_ceiling=100 / t.ratio(me, f"ceiling@{count}"),
+            x_torch_fused=t.ratio(f"torch fused@{count}", me),
+            x_torch_foreach=t.ratio(f"torch foreach@{count}", me),
+            x_reference=t_ref.ratio("reference", "fastopt@1") if count == 1 else None,
+            x_1_thread=t.ratio("fastopt@1", me),
+            ceiling_x_1_thread=t.ratio("ceiling@1", f"ceiling@{count}"),
         )
     return table
 
@@ -90,10 +92,10 @@ def networks(repeats: int) -> Table:
             elements=sum(int(np.prod(s)) for s in shapes),
             fastopt_us=t["fastopt"] * 1e6,
             reference_us=t["reference"] * 1e6,
-            x_reference=t["reference"] / t["fastopt"],
+            x_reference=t.ratio("reference", "fastopt"),
             torch_fused_us=ratio(t.get("torch fused"), 1e-6),
-            x_torch_fused=ratio(t.get("torch fused"), t["fastopt"]),
-            x_torch_foreach=ratio(t.get("torch foreach"), t["fastopt"]),
+            x_torch_fused=t.ratio("torch fused", "fastopt"),
+            x_torch_foreach=t.ratio("torch foreach", "fastopt"),
         )
     return table
 
@@ -114,7 +116,7 @@ def call_overhead(repeats: int) -> Table:
             optimizer=optimizer,
             fastopt_us=t["fastopt"] * 1e6,
             reference_us=t["reference"] * 1e6,
-            x_reference=t["reference"] / t["fastopt"],
+            x_reference=t.ratio("reference", "fastopt"),
         )
     return table
 
@@ -131,10 +133,10 @@ def every_optimizer(repeats: int, size: int) -> Table:
             table.add(
                 optimizer=optimizer,
                 fastopt_us=t["fastopt"] * 1e6,
-                pct_of_ceiling=100 * t["ceiling"] / t["fastopt"],
-                x_reference=t["reference"] / t["fastopt"],
-                x_torch_fused=ratio(t.get("torch fused"), t["fastopt"]),
-                x_torch_foreach=ratio(t.get("torch foreach"), t["fastopt"]),
+                pct_of_ceiling=100 / t.ratio("fastopt", "ceiling"),
+                x_reference=t.ratio("reference", "fastopt"),
+                x_torch_fused=t.ratio("torch fused", "fastopt"),
+                x_torch_foreach=t.ratio("torch foreach", "fastopt"),
             )
     return table
 
@@ -155,7 +157,7 @@ def sweep(repeats: int, exponents, out: list) -> Table:
                     "optimizer": optimizer,
                     "dtype": np.dtype(dtype).name,
                     "size": 1 << e,
-                    "seconds": t,
+                    "seconds": dict(t.items()),
                     "gbps": {name: moved / s / 1e9 for name, s in t.items()},
                 })
                 table.add(
@@ -164,10 +166,10 @@ def sweep(repeats: int, exponents, out: list) -> Table:
                     size=f"2^{e}",
                     fastopt_us=t["fastopt"] * 1e6,
                     GBps=moved / t["fastopt"] / 1e9,
-                    pct_of_ceiling=100 * t["ceiling"] / t["fastopt"],
-                    x_reference=t["reference"] / t["fastopt"],
-                    x_torch_fused=ratio(t.get("torch fused"), t["fastopt"]),
-                    x_torch_foreach=ratio(t.get("torch foreach"), t["fastopt"]),
+                    pct_of_ceiling=100 / t.ratio("fastopt", "ceiling"),
+                    x_reference=t.ratio("reference", "fastopt"),
+                    x_torch_fused=t.ratio("torch fused", "fastopt"),
+                    x_torch_foreach=t.ratio("torch foreach", "fastopt"),
                 )
     return table
 
@@ -192,7 +194,7 @@ def main(argv=None) -> int:
     large = 1 << (20 if args.quick else 24)
     exponents = list(range(10, 17 if args.quick else 25, 2))
     sections = {
-        "large": lambda: large_arrays(args.repeats, large),
+        "large": lambda: large_arrays(max(args.repeats, 15), large),
         "networks": lambda: networks(args.repeats),
         "overhead": lambda: call_overhead(args.repeats),
         "every": lambda: every_optimizer(args.repeats, 1 << (16 if args.quick else 20)),

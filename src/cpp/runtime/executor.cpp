@@ -46,7 +46,7 @@ void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads) 
       if (from < to) tasks[t].fn(tasks[t].scalars, tasks[t].ops, from, to);
     }
   };
-  parallel_for(num_chunks, threads, ChunkFn(run_chunk));
+  parallel_for(num_chunks, threads, ChunkFn(run_chunk), total >= kLargeJob);
 }
 
 }  // namespace fastopt::runtime

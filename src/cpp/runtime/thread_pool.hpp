@@ -35,6 +35,8 @@ void set_num_threads(int threads);
 // being one of them, and returns when all are done. Chunks are handed out dynamically, so a thread
 // slowed by the rest of the machine takes fewer. When another thread is already using the pool,
 // the caller runs every chunk itself: never a deadlock, never a wait for another caller's work.
-void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn);
+// Sleeping workers are woken only for a `large` job or for calls that come back to back; otherwise
+// the caller runs the chunks itself (waking a thread would cost more than it saves).
+void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, bool large = true);
 
 }  // namespace fastopt::runtime
