@@ -8,9 +8,8 @@ import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
-
 import fastopt
+import numpy as np
 
 # Okabe-Ito: distinguishable with every common form of colour blindness.
 COLOURS = {
@@ -33,7 +32,9 @@ def machine() -> dict:
         pass
     info = {
         "cpu": model,
-        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
         "simd_level": fastopt.simd_level(),
         "fastopt": fastopt.__version__,
@@ -99,8 +100,11 @@ def plot_sweep(path: Path, info: dict, sweep: list[dict]) -> None:
     optimizers = list(dict.fromkeys(r["optimizer"] for r in sweep))
     dtypes = list(dict.fromkeys(r["dtype"] for r in sweep))
     fig, axes = plt.subplots(
-        len(optimizers), len(dtypes), figsize=(5.2 * len(dtypes), 2.6 * len(optimizers)),
-        sharex=True, squeeze=False,
+        len(optimizers),
+        len(dtypes),
+        figsize=(5.2 * len(dtypes), 2.6 * len(optimizers)),
+        sharex=True,
+        squeeze=False,
     )
     for i, optimizer in enumerate(optimizers):
         for j, dtype in enumerate(dtypes):

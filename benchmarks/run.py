@@ -18,10 +18,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import contenders as cs  # noqa: E402
+import fastopt  # noqa: E402
 from harness import interleaved  # noqa: E402
 from report import Table, machine, plot_sweep, write_json  # noqa: E402
-
-import fastopt  # noqa: E402
 
 BOOK = ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam")
 TWO_LAYER_NET = [(784, 50), (50,), (50, 10), (10,)]
@@ -82,7 +81,10 @@ def networks(repeats: int) -> Table:
         "Targets: >= 4x reference (TwoLayerNet), >= 5x reference (MultiLayerNetExtend), "
         ">= 3x torch fused on both.",
     )
-    for name, shapes in (("TwoLayerNet", TWO_LAYER_NET), ("MultiLayerNetExtend", MULTI_LAYER_NET_EXTEND)):
+    for name, shapes in (
+        ("TwoLayerNet", TWO_LAYER_NET),
+        ("MultiLayerNetExtend", MULTI_LAYER_NET_EXTEND),
+    ):
         found = cs.contenders(shapes, np.float64, "Adam")
         found.pop("ceiling")
         t = interleaved(found, repeats)
@@ -153,13 +155,15 @@ def sweep(repeats: int, exponents, out: list) -> Table:
                 shapes = [(1 << e,)]
                 t = interleaved(cs.contenders(shapes, dtype, optimizer), repeats)
                 moved = cs.traffic_bytes(shapes, dtype, optimizer)
-                out.append({
-                    "optimizer": optimizer,
-                    "dtype": np.dtype(dtype).name,
-                    "size": 1 << e,
-                    "seconds": dict(t.items()),
-                    "gbps": {name: moved / s / 1e9 for name, s in t.items()},
-                })
+                out.append(
+                    {
+                        "optimizer": optimizer,
+                        "dtype": np.dtype(dtype).name,
+                        "size": 1 << e,
+                        "seconds": dict(t.items()),
+                        "gbps": {name: moved / s / 1e9 for name, s in t.items()},
+                    }
+                )
                 table.add(
                     optimizer=optimizer,
                     dtype=np.dtype(dtype).name,
@@ -179,17 +183,23 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a check, not a result")
     parser.add_argument("--repeats", type=int, default=7, help="timed repetitions (median)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    parser.add_argument("--only", nargs="*", help="run only these sections",
-                        choices=["large", "networks", "overhead", "every", "sweep"])
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        help="run only these sections",
+        choices=["large", "networks", "overhead", "every", "sweep"],
+    )
     args = parser.parse_args(argv)
     if args.repeats < 7 and not args.quick:
         parser.error("use at least 7 repetitions for results (or --quick)")
     args.out.mkdir(parents=True, exist_ok=True)
 
     info = machine()
-    print(f"fastopt benchmarks: {info['cpu']}, {info['cores']} cores, SIMD {info['simd_level']}, "
-          f"{fastopt.get_num_threads()} threads, numpy {info['numpy']}, torch {info['torch']}, "
-          f"{info['date']}")
+    print(
+        f"fastopt benchmarks: {info['cpu']}, {info['cores']} cores, SIMD {info['simd_level']}, "
+        f"{fastopt.get_num_threads()} threads, numpy {info['numpy']}, torch {info['torch']}, "
+        f"{info['date']}"
+    )
     print(f"Medians of {args.repeats} interleaved repetitions; x_peer = peer time / fastopt time.")
     large = 1 << (20 if args.quick else 24)
     exponents = list(range(10, 17 if args.quick else 25, 2))

@@ -68,6 +68,10 @@ class Optimizer:
     _kernel_index: ClassVar[int]
     _state_names: ClassVar[tuple[str, ...]] = ()
     _hyperparameters: ClassVar[dict[str, Check]] = {}
+    # True when the per-step scalars depend on the hyperparameters only (not on a step count): they
+    # are then computed once and cached until an attribute is assigned.
+    _constant_scalars: ClassVar[bool] = True
+    _cached_scalars: tuple[float, ...] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -80,6 +84,8 @@ class Optimizer:
     def __setattr__(self, name: str, value: Any) -> None:
         check = self._hyperparameters.get(name)
         object.__setattr__(self, name, value if check is None else check(name, value))
+        # Any assignment (opt.lr *= 0.1, a new schedule, ...) may change the per-step scalars.
+        self.__dict__["_cached_scalars"] = None
 
     def _init_state(self) -> None:
         # Per-key state, created lazily by the core at the first update() that sees a key.
@@ -113,13 +119,18 @@ class Optimizer:
         """
         # The state dicts are looked up by name in self.__dict__, in C++: a user who resets state
         # the book's way (opt.v = {}) is honoured, and no tuple is built per call.
+        scalars = self._cached_scalars
+        if scalars is None:
+            scalars = self._step_scalars()
+            if self._constant_scalars:
+                self.__dict__["_cached_scalars"] = scalars
         _core.update(
             self._kernel_index,
             params,
             grads,
             self.__dict__,
             self._state_names,
-            self._step_scalars(),
+            scalars,
         )
         self._advance()
 

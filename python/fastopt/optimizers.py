@@ -188,6 +188,7 @@ class Adam(Optimizer):
 
     _kernel = "adam"
     _state_names = ("m", "v")
+    _constant_scalars = False  # lr_t changes every step
     _hyperparameters = {
         "lr": finite_nonnegative,
         "beta1": unit_interval,

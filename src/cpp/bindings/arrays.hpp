@@ -64,8 +64,9 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param);
 
 // Returns the state array `name` (the optimizer's state number `slot`) for `key` from `states` (a
 // dict), checked against the param. When the dict has no entry, returns a new zero array and sets
-// `*pending` so that the caller inserts it once every key has been validated. A state whose memory layout no longer fits the param (the user
-// replaced the param with one of another memory order) is likewise replaced by a copy.
+// `*pending` so that the caller inserts it once every key has been validated. A state whose memory
+// layout no longer fits the param (the user replaced the param with one of another memory order) is
+// likewise replaced by a copy.
 py::array check_state(py::handle key, py::handle states, int slot, const char* name,
                       const ParamSpan& param, bool* pending);
 

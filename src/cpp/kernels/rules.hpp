@@ -34,6 +34,7 @@ struct Sgd {
   static constexpr const char* kName = "sgd";
   static constexpr int kStates = 0;
   static constexpr int kScalars = 1;  // lr
+  static constexpr int kDivSqrt = 0;  // divides and square roots per element (for the grain)
   T lr;
   explicit Sgd(const double* s) : lr(static_cast<T>(s[0])) {}
   void operator()(T& p, T g) const { p = p - lr * g; }
@@ -45,6 +46,7 @@ struct Momentum {
   static constexpr const char* kName = "momentum";
   static constexpr int kStates = 1;   // v
   static constexpr int kScalars = 2;  // momentum, lr
+  static constexpr int kDivSqrt = 0;
   T momentum, lr;
   explicit Momentum(const double* s) : momentum(static_cast<T>(s[0])), lr(static_cast<T>(s[1])) {}
   void operator()(T& p, T g, T& v) const {
@@ -60,6 +62,7 @@ struct Nesterov {
   static constexpr const char* kName = "nesterov";
   static constexpr int kStates = 1;   // v
   static constexpr int kScalars = 4;  // momentum*momentum, (1+momentum)*lr, momentum, lr
+  static constexpr int kDivSqrt = 0;
   T momentum_sq, lr_ahead, momentum, lr;
   explicit Nesterov(const double* s)
       : momentum_sq(static_cast<T>(s[0])),
@@ -80,6 +83,7 @@ struct AdaGrad {
   static constexpr const char* kName = "adagrad";
   static constexpr int kStates = 1;   // h
   static constexpr int kScalars = 2;  // lr, eps
+  static constexpr int kDivSqrt = 2;
   T lr, eps;
   explicit AdaGrad(const double* s) : lr(static_cast<T>(s[0])), eps(static_cast<T>(s[1])) {}
   void operator()(T& p, T g, T& h) const {
@@ -94,6 +98,7 @@ struct RmsProp {
   static constexpr const char* kName = "rmsprop";
   static constexpr int kStates = 1;   // h
   static constexpr int kScalars = 4;  // decay_rate, 1-decay_rate, lr, eps
+  static constexpr int kDivSqrt = 2;
   T decay_rate, one_minus_decay, lr, eps;
   explicit RmsProp(const double* s)
       : decay_rate(static_cast<T>(s[0])),
@@ -114,6 +119,7 @@ struct Adam {
   static constexpr const char* kName = "adam";
   static constexpr int kStates = 2;   // m, v
   static constexpr int kScalars = 4;  // 1-beta1, 1-beta2, lr_t, eps
+  static constexpr int kDivSqrt = 2;
   T one_minus_beta1, one_minus_beta2, lr_t, eps;
   explicit Adam(const double* s)
       : one_minus_beta1(static_cast<T>(s[0])),
@@ -146,6 +152,7 @@ struct Traffic {
                                                   : "traffic3";
     static constexpr int kStates = K;
     static constexpr int kScalars = 0;
+    static constexpr int kDivSqrt = 0;
     explicit Rule(const double*) {}
     template <class... State>
     void operator()(T& p, T g, State&... state) const {

@@ -64,6 +64,7 @@ constexpr KernelRow row() {
   return {Rule<float>::kName,
           Rule<float>::kStates,
           Rule<float>::kScalars,
+          Rule<float>::kDivSqrt,
           {&sweep<Rule, float>, &sweep<Rule, double>}};
 }
 

@@ -33,6 +33,7 @@ struct KernelRow {
   const char* name;
   int num_states;
   int num_scalars;
+  int div_sqrt;             // divides and square roots per element: the costly part of a rule
   KernelFn fn[kNumDtypes];  // indexed by Dtype
 };
 

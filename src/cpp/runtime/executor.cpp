@@ -1,6 +1,7 @@
 #include "runtime/executor.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "runtime/thread_pool.hpp"
 
@@ -16,12 +17,18 @@ constexpr std::int64_t kChunkQuantum = 64;
 
 }  // namespace
 
-int threads_for(std::int64_t total, int num_threads) {
-  return static_cast<int>(
-      std::max<std::int64_t>(1, std::min<std::int64_t>(num_threads, total / kGrain)));
+double ns_per_element(const KernelRow& row, Dtype dtype) {
+  const int bytes = dtype == Dtype::kFloat32 ? 4 : 8;
+  const int streams = 3 + 2 * row.num_states;  // read p, g, states; write p, states
+  return streams * bytes * 0.01 + row.div_sqrt * (dtype == Dtype::kFloat32 ? 0.25 : 0.6);
 }
 
-void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads) {
+int threads_for(double work_ns, int num_threads) {
+  const double most = std::floor(work_ns / kGrainNs);
+  return static_cast<int>(std::max(1.0, std::min<double>(num_threads, most)));
+}
+
+void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, bool large) {
   if (threads <= 1) {
     for (const Task& task : tasks) task.fn(task.scalars, task.ops, 0, task.size);
     return;
@@ -46,7 +53,7 @@ void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads) 
       if (from < to) tasks[t].fn(tasks[t].scalars, tasks[t].ops, from, to);
     }
   };
-  parallel_for(num_chunks, threads, ChunkFn(run_chunk), total >= kLargeJob);
+  parallel_for(num_chunks, threads, ChunkFn(run_chunk), large);
 }
 
 }  // namespace fastopt::runtime

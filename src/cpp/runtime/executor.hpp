@@ -21,19 +21,25 @@ struct Task {
   std::int64_t size;  // elements; 64-bit so that arrays over 2^31 elements are whole
 };
 
-// The least work, in elements, worth giving to one more thread. Waking a sleeping worker costs
-// ~10 us on this kind of machine (median, condition variable round trip); 2^15 elements are
-// ~15 us of Adam in cache-resident float64 and ~40 us of memory-bound float32.
-inline constexpr std::int64_t kGrain = std::int64_t{1} << 15;
-// From this many elements an update wakes sleeping workers even when it is not one of a run of
-// back-to-back calls: ~0.2 ms of memory-bound float32, ~0.5 ms of float64 Adam, well above the
-// ~0.1 ms that waking costs on a VM.
-inline constexpr std::int64_t kLargeJob = std::int64_t{1} << 18;
+// How long a task takes, roughly, in nanoseconds per element: its memory traffic plus its divides
+// and square roots, the two things that bound these kernels (docs/performance.md). Measured on one
+// core of the development machine (AVX2), in L2: ~100 GB/s streaming, and a divide or square root
+// every ~0.25 ns in float32 and ~0.6 ns in float64. It only decides how many threads to use, never
+// what is computed.
+double ns_per_element(const KernelRow& row, Dtype dtype);
 
-// How many threads an update of `total` elements uses, given the thread count setting.
-int threads_for(std::int64_t total, int num_threads);
+// The least work worth giving to one more thread. A helper that is awake (calls back to back)
+// joins within a microsecond or two and a chunk hand-off costs about as much; 20 us keeps that
+// overhead near 10%.
+inline constexpr double kGrainNs = 20e3;
+// From this much work an update wakes sleeping workers even when it is not one of a run of
+// back-to-back calls: waking costs ~0.1 ms on a VM (the caller's futex wake, the worker's start).
+inline constexpr double kLargeJobNs = 250e3;
 
-// Runs every task over its whole size on up to `threads` threads.
-void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads);
+// How many threads an update of `work_ns` nanoseconds uses, given the thread count setting.
+int threads_for(double work_ns, int num_threads);
+
+// Runs every task over its whole size on up to `threads` threads; `large` as in parallel_for.
+void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, bool large);
 
 }  // namespace fastopt::runtime

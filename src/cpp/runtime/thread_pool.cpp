@@ -17,6 +17,8 @@
 namespace fastopt::runtime {
 namespace {
 
+std::atomic<std::int64_t> g_helper_chunks{0};
+
 class Pool {
  public:
   void run(std::int64_t num_chunks, int threads, ChunkFn fn, bool large) {
@@ -83,10 +85,11 @@ class Pool {
     return std::min<int>(wanted, static_cast<int>(workers_.size()));
   }
 
-  void drain(ChunkFn fn, std::int64_t num_chunks) {
-    for (;;) {
+  // Runs chunks until none is left; returns how many it ran.
+  std::int64_t drain(ChunkFn fn, std::int64_t num_chunks) {
+    for (std::int64_t ran = 0;; ++ran) {
       const std::int64_t chunk = next_.fetch_add(1, std::memory_order_relaxed);
-      if (chunk >= num_chunks) return;
+      if (chunk >= num_chunks) return ran;
       fn(chunk);
     }
   }
@@ -134,7 +137,7 @@ class Pool {
       const ChunkFn job = *job_;
       const std::int64_t num_chunks = num_chunks_;
       lock.unlock();
-      drain(job, num_chunks);
+      g_helper_chunks.fetch_add(drain(job, num_chunks), std::memory_order_relaxed);
       lock.lock();
       // Under the mutex: this worker's writes to the arrays happen before the caller returns.
       if (--joined_ == 0) done_.notify_one();
@@ -202,6 +205,8 @@ int available_cores() {
 #endif
   return std::max(1u, std::thread::hardware_concurrency());
 }
+
+std::int64_t chunks_run_by_helpers() { return g_helper_chunks.load(std::memory_order_relaxed); }
 
 int num_threads() { return g_threads.load(std::memory_order_relaxed); }
 

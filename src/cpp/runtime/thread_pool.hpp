@@ -39,4 +39,8 @@ void set_num_threads(int threads);
 // the caller runs the chunks itself (waking a thread would cost more than it saves).
 void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, bool large = true);
 
+// How many chunks helper threads (not callers) have run since the process started: lets the tests
+// check that work really was shared, since whether a helper joins depends on timing.
+std::int64_t chunks_run_by_helpers();
+
 }  // namespace fastopt::runtime
