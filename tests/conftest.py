@@ -97,3 +97,83 @@ def assert_unchanged(before: dict[str, Any], opt: Any, params: dict[Hashable, An
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261121)
+
+
+# fastopt.optim: every class, every option alone, and combinations of them.
+OPTIM_CASES = [
+    ("SGD", {}),
+    ("SGD", {"momentum": 0.9}),
+    ("SGD", {"momentum": 0.9, "dampening": 0.3}),
+    ("SGD", {"momentum": 0.9, "nesterov": True}),
+    ("SGD", {"weight_decay": 0.1}),
+    ("SGD", {"maximize": True}),
+    ("SGD", {"momentum": 0.8, "nesterov": True, "weight_decay": 0.05, "maximize": True}),
+    ("Adam", {}),
+    ("Adam", {"amsgrad": True}),
+    ("Adam", {"weight_decay": 0.1}),
+    ("Adam", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("Adam", {"maximize": True}),
+    (
+        "Adam",
+        {"betas": (0.3, 0.8), "eps": 1e-6, "amsgrad": True, "weight_decay": 0.1, "maximize": True},
+    ),
+    ("AdamW", {}),
+    ("AdamW", {"amsgrad": True, "maximize": True}),
+    ("AdamW", {"weight_decay": 0.0}),
+    ("Adagrad", {}),
+    ("Adagrad", {"lr_decay": 0.1}),
+    ("Adagrad", {"weight_decay": 0.1}),
+    ("Adagrad", {"initial_accumulator_value": 0.5}),
+    (
+        "Adagrad",
+        {"maximize": True, "lr_decay": 0.05, "weight_decay": 0.1, "initial_accumulator_value": 0.1},
+    ),
+    ("RMSprop", {}),
+    ("RMSprop", {"centered": True}),
+    ("RMSprop", {"momentum": 0.9}),
+    ("RMSprop", {"weight_decay": 0.1}),
+    ("RMSprop", {"maximize": True}),
+    (
+        "RMSprop",
+        {"centered": True, "momentum": 0.5, "weight_decay": 0.1, "maximize": True, "alpha": 0.9},
+    ),
+    ("Adadelta", {}),
+    ("Adadelta", {"weight_decay": 0.1}),
+    ("Adadelta", {"maximize": True, "rho": 0.5, "eps": 1e-3}),
+    ("Adamax", {}),
+    ("Adamax", {"weight_decay": 0.1}),
+    ("Adamax", {"maximize": True, "betas": (0.5, 0.9)}),
+    ("NAdam", {}),
+    ("NAdam", {"weight_decay": 0.1}),
+    ("NAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("NAdam", {"maximize": True, "momentum_decay": 0.01}),
+    ("RAdam", {}),
+    ("RAdam", {"weight_decay": 0.1}),
+    ("RAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
+    ("RAdam", {"maximize": True, "betas": (0.8, 0.9)}),
+]
+LION_CASES = [
+    ("Lion", {}),
+    ("Lion", {"weight_decay": 0.5}),
+    ("Lion", {"maximize": True, "betas": (0.5, 0.9)}),
+]
+# The state dicts of each fastopt.optim class (all it may use; unused ones stay empty).
+OPTIM_STATES = {
+    "SGD": ("momentum_buffer",),
+    "Adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    "AdamW": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
+    "Adagrad": ("sum",),
+    "RMSprop": ("square_avg", "grad_avg", "momentum_buffer"),
+    "Adadelta": ("square_avg", "acc_delta"),
+    "Adamax": ("exp_avg", "exp_inf"),
+    "NAdam": ("exp_avg", "exp_avg_sq"),
+    "RAdam": ("exp_avg", "exp_avg_sq"),
+    "Lion": ("exp_avg",),
+}
+# Awkward sizes: scalars, vector-width edges, 2-D, a large odd size.
+OPTIM_SHAPES = [(), (1,), (17,), (33, 5), (4099,)]
+
+
+def case_id(case) -> str:
+    name, options = case
+    return name + ("-" + "-".join(f"{k}={v}" for k, v in options.items()) if options else "")

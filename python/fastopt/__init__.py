@@ -14,8 +14,10 @@ context manager ``num_threads`` control it. The default is every core this proce
 
 from __future__ import annotations
 
+from . import optim
 from ._core import available_simd_levels, simd_level
 from ._threads import get_num_threads, num_threads, set_num_threads
+from .optim import Adadelta, Adamax, AdamW, Lion, NAdam, RAdam
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
 __all__ = [
@@ -25,6 +27,13 @@ __all__ = [
     "AdaGrad",
     "RMSprop",
     "Adam",
+    "AdamW",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Adadelta",
+    "Lion",
+    "optim",
     "simd_level",
     "available_simd_levels",
     "get_num_threads",

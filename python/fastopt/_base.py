@@ -17,8 +17,20 @@ Params = MutableMapping[Hashable, Any]
 Grads = Mapping[Hashable, Any]
 Check = Callable[[str, Any], float]
 
-# {name: (kernel index, number of state arrays, number of scalars)}, fixed for the process.
-_ALGORITHMS: dict[str, tuple[int, int, int]] = _core.algorithms()
+# {name: (option flag names, {variant bits: (kernel index, number of states, number of scalars)})},
+# fixed for the process. Options are compile-time flags: each combination is its own kernel.
+_ALGORITHMS: dict[str, tuple[tuple[str, ...], dict[int, tuple[int, int, int]]]] = _core.algorithms()
+
+
+def kernel(name: str, **options: bool) -> tuple[int, int]:
+    """(kernel index, number of state arrays) of the variant of `name` with these options on."""
+    flag_names, variants = _ALGORITHMS[name]
+    unknown = set(options) - set(flag_names)
+    if unknown:
+        raise TypeError(f"kernel {name!r} has no option {sorted(unknown)}")
+    bits = sum(1 << i for i, flag in enumerate(flag_names) if options.get(flag))
+    index, num_states, _ = variants[bits]
+    return index, num_states
 
 
 def _real(name: str, value: Any) -> float:
@@ -40,6 +52,36 @@ def unit_interval(name: str, value: Any) -> float:
     number = _real(name, value)
     if not 0.0 <= number < 1.0:
         raise ValueError(f"{name} must be in [0, 1); got {value!r}")
+    return number
+
+
+def closed_unit_interval(name: str, value: Any) -> float:
+    """A decay factor that may be 1, such as Adadelta's rho: in [0, 1]."""
+    number = _real(name, value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1]; got {value!r}")
+    return number
+
+
+def betas(name: str, value: Any) -> tuple[float, float]:
+    """A pair (beta1, beta2), each in [0, 1)."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{name} must be a pair (beta1, beta2); got {value!r}")
+    return (unit_interval(f"{name}[0]", value[0]), unit_interval(f"{name}[1]", value[1]))
+
+
+def flag(name: str, value: Any) -> bool:
+    """An on/off option such as amsgrad."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
+def real(name: str, value: Any) -> float:
+    """Any finite real number."""
+    number = _real(name, value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite; got {value!r}")
     return number
 
 
@@ -75,8 +117,8 @@ class Optimizer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if "_kernel" in cls.__dict__:
-            index, num_states, _ = _ALGORITHMS[cls._kernel]
+        if "_kernel" in cls.__dict__ and not _ALGORITHMS[cls._kernel][0]:  # a rule without options
+            index, num_states = kernel(cls._kernel)
             if num_states != len(cls._state_names):
                 raise TypeError(f"{cls.__name__}: kernel {cls._kernel!r} keeps {num_states} states")
             cls._kernel_index = index

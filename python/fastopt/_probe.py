@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import _ALGORITHMS, Optimizer
+from ._base import Optimizer, kernel
 
 
 class MemoryTrafficProbe(Optimizer):
@@ -18,7 +18,7 @@ class MemoryTrafficProbe(Optimizer):
     def __init__(self, num_states: int) -> None:
         if num_states not in (0, 1, 2, 3):
             raise ValueError(f"num_states must be 0, 1, 2 or 3; got {num_states!r}")
-        self._kernel_index = _ALGORITHMS[f"traffic{num_states}"][0]  # type: ignore[misc]
+        self._kernel_index = kernel(f"traffic{num_states}")[0]  # type: ignore[misc]
         self._state_names = tuple(f"s{i}" for i in range(num_states))  # type: ignore[misc]
         self._init_state()
 

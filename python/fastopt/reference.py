@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "optim"]
 
 Params = MutableMapping[Hashable, Any]
 Grads = Mapping[Hashable, Any]
@@ -156,3 +156,7 @@ class Adam:
             v[...] = v + (1 - self.beta2) * (g * g - v)
             p[...] = p - lr_t * m / (np.sqrt(v) + self.eps)
             _store(params, key, p)
+
+
+# The torch.optim-style algorithms (fastopt.optim) in plain NumPy: fastopt.reference.optim.Adam.
+from . import _reference_optim as optim  # noqa: E402

@@ -303,13 +303,15 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param) {
 }
 
 py::array check_state(py::handle key, py::handle states, int slot, const char* name,
-                      const ParamSpan& param, bool* pending) {
+                      const ParamSpan& param, double initial, bool* pending) {
   *pending = false;
   PyObject* found = PyDict_GetItemWithError(states.ptr(), key.ptr());
   if (found == nullptr) {
     if (PyErr_Occurred()) throw py::error_already_set();
     *pending = true;
-    return zeros_like(param, slot);
+    py::array fresh = zeros_like(param, slot);
+    if (initial != 0.0) fresh.attr("fill")(initial);
+    return fresh;
   }
   if (!py::isinstance<py::array>(found)) {
     throw py::type_error("state '" + std::string(name) + "' of " + entry("params", key) +

@@ -63,11 +63,12 @@ ArrayView view_of(const ParamSpan& param);
 py::array check_grad(py::handle key, py::handle value, const ParamSpan& param);
 
 // Returns the state array `name` (the optimizer's state number `slot`) for `key` from `states` (a
-// dict), checked against the param. When the dict has no entry, returns a new zero array and sets
-// `*pending` so that the caller inserts it once every key has been validated. A state whose memory
+// dict), checked against the param. When the dict has no entry, returns a new array filled with
+// `initial` (usually 0) and sets `*pending` so that the caller inserts it once every key has been
+// validated. A state whose memory
 // layout no longer fits the param (the user replaced the param with one of another memory order) is
 // likewise replaced by a copy.
 py::array check_state(py::handle key, py::handle states, int slot, const char* name,
-                      const ParamSpan& param, bool* pending);
+                      const ParamSpan& param, double initial, bool* pending);
 
 }  // namespace fastopt::bindings

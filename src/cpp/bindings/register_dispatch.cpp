@@ -41,15 +41,24 @@ void register_dispatch(py::module_& m) {
   m.def(
       "algorithms",
       [] {
+        // {name: (flag names, {variant: (kernel index, number of states, number of scalars)})}
         py::dict out;
         const KernelTable table = active_level().table();
         for (int i = 0; i < table.size; ++i) {
-          out[py::str(table.rows[i].name)] =
-              py::make_tuple(i, table.rows[i].num_states, table.rows[i].num_scalars);
+          const KernelRow& row = table.rows[i];
+          py::str name(row.name);
+          if (!out.contains(name)) {
+            py::tuple flags(row.num_flags);
+            for (int f = 0; f < row.num_flags; ++f) flags[f] = py::str(row.flag_names[f]);
+            out[name] = py::make_tuple(flags, py::dict());
+          }
+          py::dict variants = out[name].cast<py::tuple>()[1];
+          variants[py::int_(row.variant)] = py::make_tuple(i, row.num_states, row.num_scalars);
         }
         return out;
       },
-      "The kernel table: {name: (kernel index, number of state arrays, number of scalars)}.");
+      "The kernel table: {name: (option flag names, {variant bits: (kernel index, number of "
+      "state arrays, number of scalars)})}.");
 }
 
 }  // namespace fastopt::bindings

@@ -159,6 +159,17 @@ PyObject* state_dict(PyObject* owner, PyObject* name) {
   return found;
 }
 
+// The value new state arrays start at: the optimizer's `_initial_state_value` if it has one
+// (torch's Adagrad initial_accumulator_value), else 0. Read only when a state is made, never per
+// call.
+double initial_state_value(PyObject* owner) {
+  PyObject* value = PyDict_GetItemString(owner, "_initial_state_value");
+  if (value == nullptr) return 0.0;
+  const double result = PyFloat_AsDouble(value);
+  if (result == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  return result;
+}
+
 void update(int kernel, py::handle params, py::handle grads, py::handle owner,
             py::handle state_names, py::handle scalars) {
   if (!PyTuple_Check(state_names.ptr()) || !PyTuple_Check(scalars.ptr())) {
@@ -244,7 +255,7 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
         bool is_new = false;
         keep.push_back(check_state(key, states[s], s,
                                    PyUnicode_AsUTF8(PyTuple_GET_ITEM(state_names.ptr(), s)), span(),
-                                   &is_new));
+                                   initial_state_value(owner.ptr()), &is_new));
         if (is_new) pending.push_back({states[s], key, keep.back().ptr()});
       }
       task.ops.state[s] = py::detail::array_proxy(keep.back().ptr())->data;

@@ -1,9 +1,10 @@
 // One small struct per algorithm: its per-step scalars and its per-element rule.
 //
 // A rule is constructed once per kernel call from the per-step scalars (computed in double by the
-// Python class) and rounds each of them once to T. Its operator() updates one element: the param by
-// reference, the grad by value, then each state element by reference. It must be branch-free and
-// inline so that the one loop in sweep.hpp vectorizes.
+// Python class) and rounds each of them once to T. Its operator()(p, g, s) updates one element: the
+// param by reference, the grad by value, and its state elements s[0], s[1], ... in place (locals of
+// the loop in sweep.hpp, kept in registers). It must be branch-free and inline so that the loop
+// vectorizes; options are compile-time template flags (rules_torch.hpp), never a branch on data.
 //
 // Order of operations is part of the contract: every line below is the reference's NumPy expression
 // (python/fastopt/reference.py), one rounding per operation, so float64 results are bit-identical
@@ -37,7 +38,7 @@ struct Sgd {
   static constexpr int kDivSqrt = 0;  // divides and square roots per element (for the grain)
   T lr;
   explicit Sgd(const double* s) : lr(static_cast<T>(s[0])) {}
-  void operator()(T& p, T g) const { p = p - lr * g; }
+  void operator()(T& p, T g, T*) const { p = p - lr * g; }
 };
 
 // Momentum: v = momentum*v - lr*g; p = p + v
@@ -49,7 +50,8 @@ struct Momentum {
   static constexpr int kDivSqrt = 0;
   T momentum, lr;
   explicit Momentum(const double* s) : momentum(static_cast<T>(s[0])), lr(static_cast<T>(s[1])) {}
-  void operator()(T& p, T g, T& v) const {
+  void operator()(T& p, T g, T* s) const {
+    T& v = s[0];
     v = momentum * v - lr * g;
     p = p + v;
   }
@@ -69,7 +71,8 @@ struct Nesterov {
         lr_ahead(static_cast<T>(s[1])),
         momentum(static_cast<T>(s[2])),
         lr(static_cast<T>(s[3])) {}
-  void operator()(T& p, T g, T& v) const {
+  void operator()(T& p, T g, T* s) const {
+    T& v = s[0];
     p = p + momentum_sq * v;
     p = p - lr_ahead * g;
     v = momentum * v;
@@ -86,7 +89,8 @@ struct AdaGrad {
   static constexpr int kDivSqrt = 2;
   T lr, eps;
   explicit AdaGrad(const double* s) : lr(static_cast<T>(s[0])), eps(static_cast<T>(s[1])) {}
-  void operator()(T& p, T g, T& h) const {
+  void operator()(T& p, T g, T* s) const {
+    T& h = s[0];
     h = h + g * g;
     p = p - (lr * g) / (root(h) + eps);
   }
@@ -105,7 +109,8 @@ struct RmsProp {
         one_minus_decay(static_cast<T>(s[1])),
         lr(static_cast<T>(s[2])),
         eps(static_cast<T>(s[3])) {}
-  void operator()(T& p, T g, T& h) const {
+  void operator()(T& p, T g, T* s) const {
+    T& h = s[0];
     h = h * decay_rate;
     h = h + (one_minus_decay * g) * g;
     p = p - (lr * g) / (root(h) + eps);
@@ -126,7 +131,9 @@ struct Adam {
         one_minus_beta2(static_cast<T>(s[1])),
         lr_t(static_cast<T>(s[2])),
         eps(static_cast<T>(s[3])) {}
-  void operator()(T& p, T g, T& m, T& v) const {
+  void operator()(T& p, T g, T* s) const {
+    T& m = s[0];
+    T& v = s[1];
     m = m + one_minus_beta1 * (g - m);
     v = v + one_minus_beta2 * (g * g - v);
     p = p - (lr_t * m) / (root(v) + eps);
@@ -154,10 +161,9 @@ struct Traffic {
     static constexpr int kScalars = 0;
     static constexpr int kDivSqrt = 0;
     explicit Rule(const double*) {}
-    template <class... State>
-    void operator()(T& p, T g, State&... state) const {
+    void operator()(T& p, T g, T* s) const {
       p = p + g;
-      ((state = state + g), ...);
+      for (int k = 0; k < K; ++k) s[k] = s[k] + g;  // unrolled: K is a constant
     }
   };
 };

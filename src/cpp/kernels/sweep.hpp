@@ -33,7 +33,7 @@ inline void sweep_loop(const Rule rule, std::int64_t n, std::index_sequence<I...
   for (std::int64_t i = 0; i < n; ++i) {
     T p = param[i];
     T s[sizeof...(State) + 1] = {state[i]..., T(0)};  // + 1: no zero-length array for SGD
-    rule(p, grad[i], s[I]...);
+    rule(p, grad[i], s);
     param[i] = p;
     ((state[i] = s[I]), ...);
   }
@@ -56,16 +56,43 @@ void sweep(const double* scalars, const Operands& ops, std::int64_t begin, std::
                                      std::make_index_sequence<Rule<T>::kStates>{});
 }
 
-// The table row of a rule: its name, its operand counts and its kernel for each dtype.
+// The table row of a rule: its name, option flags, operand counts and its kernel for each dtype.
 template <template <class> class Rule>
-constexpr KernelRow row() {
+constexpr KernelRow row(unsigned variant = 0, const char* const* flag_names = nullptr,
+                        int num_flags = 0) {
   static_assert(Rule<float>::kStates <= kMaxStates, "raise kMaxStates");
   static_assert(Rule<float>::kScalars <= kMaxScalars, "raise kMaxScalars");
   return {Rule<float>::kName,
+          variant,
+          flag_names,
+          num_flags,
           Rule<float>::kStates,
           Rule<float>::kScalars,
           Rule<float>::kDivSqrt,
           {&sweep<Rule, float>, &sweep<Rule, double>}};
+}
+
+// A rule with option flags, Rule<T, Flags>, seen as a rule of T alone for one value of Flags.
+template <template <class, unsigned> class Rule, unsigned Flags>
+struct WithFlags {
+  template <class T>
+  using type = Rule<T, Flags>;
+};
+
+// Appends one row per combination of the rule's flags (2^number of flags rows).
+template <template <class, unsigned> class Rule, unsigned... Flags>
+void add_variants(KernelRow* rows, int* count, std::integer_sequence<unsigned, Flags...>) {
+  constexpr int kNumFlags = sizeof(Rule<float, 0>::kFlags) / sizeof(Rule<float, 0>::kFlags[0]);
+  ((rows[(*count)++] =
+        row<WithFlags<Rule, Flags>::template type>(Flags, Rule<float, 0>::kFlags, kNumFlags)),
+   ...);
+}
+
+template <template <class, unsigned> class Rule>
+void add_variants(KernelRow* rows, int* count, int capacity) {
+  constexpr unsigned kNumFlags = sizeof(Rule<float, 0>::kFlags) / sizeof(Rule<float, 0>::kFlags[0]);
+  if (*count + (1 << kNumFlags) > capacity) __builtin_trap();  // raise the table's capacity
+  add_variants<Rule>(rows, count, std::make_integer_sequence<unsigned, 1u << kNumFlags>{});
 }
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS

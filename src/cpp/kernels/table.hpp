@@ -12,7 +12,7 @@ namespace fastopt {
 inline constexpr int kMaxStates = 3;
 // Most per-step scalars any rule takes. Scalars always travel as double; each kernel rounds them
 // once to the array's dtype before its loop.
-inline constexpr int kMaxScalars = 8;
+inline constexpr int kMaxScalars = 12;
 
 enum class Dtype : int { kFloat32 = 0, kFloat64 = 1 };
 inline constexpr int kNumDtypes = 2;
@@ -31,6 +31,9 @@ using KernelFn = void (*)(const double* scalars, const Operands& ops, std::int64
 
 struct KernelRow {
   const char* name;
+  unsigned variant;  // the rule's option flags: bit k set = option flag_names[k] on
+  const char* const* flag_names;
+  int num_flags;
   int num_states;
   int num_scalars;
   int div_sqrt;             // divides and square roots per element: the costly part of a rule

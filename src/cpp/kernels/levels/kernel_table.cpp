@@ -1,22 +1,54 @@
 // The kernel table of one SIMD level. CMake compiles this one file once per level, each time with
-// that level's -march flags and FASTOPT_LEVEL_NS set to the level's name (baseline, avx2, avx512),
-// so the levels share every line of source and differ in instruction set only.
+// that level's -march flags and FASTOPT_LEVEL_NS set to the level's name (baseline, avx2, avx512), so
+// the levels share every line of source and differ in instruction set only.
+//
+// No std:: container here: its out-of-line member functions would be emitted in every level and
+// merged by the linker, so one level's instructions could end up running on a CPU without them.
 #include "kernels/rules.hpp"
+#include "kernels/rules_torch.hpp"
 #include "kernels/sweep.hpp"
 
 namespace fastopt::FASTOPT_LEVEL_NS {
 namespace {
 
-// One row per algorithm. Adding an algorithm: a rule in rules.hpp, a row here.
-constexpr KernelRow kRows[] = {
-    row<Sgd>(), row<Momentum>(), row<Nesterov>(), row<AdaGrad>(), row<RmsProp>(), row<Adam>(),
+constexpr int kCapacity = 128;
+
+struct Table {
+  KernelRow rows[kCapacity];
+  int count = 0;
+
+  Table() {
+    // One line per algorithm. Adding an algorithm: a rule in rules*.hpp, a line here.
+    // The book's six (rules.hpp).
+    rows[count++] = row<Sgd>();
+    rows[count++] = row<Momentum>();
+    rows[count++] = row<Nesterov>();
+    rows[count++] = row<AdaGrad>();
+    rows[count++] = row<RmsProp>();
+    rows[count++] = row<Adam>();
+    // The torch.optim family and Lion (rules_torch.hpp), every combination of options.
+    add_variants<TorchSgd>(rows, &count, kCapacity);
+    add_variants<TorchAdam>(rows, &count, kCapacity);
+    add_variants<TorchAdagrad>(rows, &count, kCapacity);
+    add_variants<TorchRmsprop>(rows, &count, kCapacity);
+    add_variants<TorchAdadelta>(rows, &count, kCapacity);
+    add_variants<TorchAdamax>(rows, &count, kCapacity);
+    add_variants<TorchNadam>(rows, &count, kCapacity);
+    add_variants<TorchRadam>(rows, &count, kCapacity);
+    add_variants<Lion>(rows, &count, kCapacity);
     // Benchmark helpers: the memory-traffic ceiling for rules with 0 to 3 state arrays.
-    row<Traffic<0>::Rule>(), row<Traffic<1>::Rule>(), row<Traffic<2>::Rule>(),
-    row<Traffic<3>::Rule>(),
+    rows[count++] = row<Traffic<0>::Rule>();
+    rows[count++] = row<Traffic<1>::Rule>();
+    rows[count++] = row<Traffic<2>::Rule>();
+    rows[count++] = row<Traffic<3>::Rule>();
+  }
 };
 
 }  // namespace
 
-KernelTable kernel_table() { return {kRows, static_cast<int>(sizeof(kRows) / sizeof(kRows[0]))}; }
+KernelTable kernel_table() {
+  static const Table table;  // built once, at import, before any thread can use it
+  return {table.rows, table.count};
+}
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS
