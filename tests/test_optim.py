@@ -1,4 +1,4 @@
-"""fastopt.optim against fastopt.reference.optim (plain NumPy from torch's formulas): no torch needed.
+"""fastopt.optim against fastopt.reference.optim (NumPy, from torch's formulas): no torch needed.
 
 Every class, every option alone and in combination, float32 and float64, 30 steps of fresh
 gradients, several arrays of awkward sizes. Params and every state array are compared.
@@ -63,7 +63,7 @@ def test_matches_reference(case, dtype, rng):
 
 
 def test_lion_follows_its_formula(rng):
-    """One step by hand: c = b1*m + (1-b1)*g; p = p*(1 - lr*wd) - lr*sign(c); m = b2*m + (1-b2)*g."""
+    """One step by hand: c = b1*m + (1-b1)*g; p = p*(1-lr*wd) - lr*sign(c); m = b2*m + (1-b2)*g."""
     lr, (b1, b2), wd = 0.1, (0.8, 0.95), 0.5
     p0, m0 = rng.standard_normal(9), rng.standard_normal(9)
     g = np.array([0.0, -0.0, 1.0, -1.0, 2.5, -3.0, 1e-30, -1e-30, 0.0])
@@ -91,7 +91,8 @@ SIGNATURES = {
     "SGD": "lr=0.001 momentum=0 dampening=0 weight_decay=0 nesterov=False *maximize=False",
     "Adam": "lr=0.001 betas=(0.9, 0.999) eps=1e-08 weight_decay=0 amsgrad=False *maximize=False "
     "*decoupled_weight_decay=False",
-    "AdamW": "lr=0.001 betas=(0.9, 0.999) eps=1e-08 weight_decay=0.01 amsgrad=False *maximize=False",
+    "AdamW": "lr=0.001 betas=(0.9, 0.999) eps=1e-08 weight_decay=0.01 amsgrad=False "
+    "*maximize=False",
     "Adagrad": "lr=0.01 lr_decay=0 weight_decay=0 initial_accumulator_value=0 eps=1e-10 "
     "*maximize=False",
     "RMSprop": "lr=0.01 alpha=0.99 eps=1e-08 weight_decay=0 momentum=0 centered=False "
@@ -165,3 +166,34 @@ def test_options_changed_between_updates_take_effect(rng):
         ref.update(params_ref, grads)
     assert np.array_equal(params["w"], params_ref["w"])
     assert set(fast.max_exp_avg_sq) == {"w"}
+
+
+@pytest.mark.parametrize("name", ["Adam", "RMSprop", "NAdam", "Adagrad", "Lion"])
+def test_bad_input_changes_nothing(name, rng):
+    """The same all-or-nothing validation as the book's classes, step count and mu_product too."""
+    import copy
+
+    options = {"RMSprop": {"centered": True, "momentum": 0.9}, "Adam": {"amsgrad": True}}.get(
+        name, {}
+    )
+    opt = getattr(optim, name)(**options)
+    params = {"a": rng.standard_normal(5), "b": rng.standard_normal((2, 3))}
+    opt.update(params, {k: rng.standard_normal(v.shape) for k, v in params.items()})
+    params["c"] = rng.standard_normal(4)
+    grads = {
+        "a": rng.standard_normal(5),
+        "b": rng.standard_normal((3, 2)),
+        "c": rng.standard_normal(4),
+    }
+    before = copy.deepcopy((params, {s: getattr(opt, s) for s in opt._state_names}, vars(opt)))
+    with pytest.raises(ValueError, match=r"'b'.*\(3, 2\).*\(2, 3\)"):
+        opt.update(params, grads)
+    after = (params, {s: getattr(opt, s) for s in opt._state_names}, vars(opt))
+    for key in before[0]:
+        assert np.array_equal(before[0][key], after[0][key])
+    for state in before[1]:
+        assert before[1][state].keys() == after[1][state].keys()  # no state made for 'c'
+        for key in before[1][state]:
+            assert np.array_equal(before[1][state][key], after[1][state][key])
+    assert after[2]["steps"] == before[2]["steps"] == 1
+    assert after[2].get("mu_product") == before[2].get("mu_product")

@@ -20,6 +20,8 @@ WORKLOAD = r"""
 import sys
 import numpy as np
 import fastopt
+sys.path.insert(0, TESTS)
+from conftest import LION_CASES, OPTIM_CASES
 
 rng = np.random.default_rng(7)
 out = {"level": np.array(fastopt.simd_level())}
@@ -38,8 +40,22 @@ for name, state_names in [("SGD", ()), ("Momentum", ("v",)), ("Nesterov", ("v",)
             out[f"{tag}-p-{key}"] = value
             for state in state_names:
                 out[f"{tag}-{state}-{key}"] = getattr(opt, state)[key]
+for case, (name, options) in enumerate(OPTIM_CASES + LION_CASES):
+    for dtype in (np.float32, np.float64):
+        opt = getattr(fastopt.optim, name)(**options)
+        params = {n: rng.standard_normal(n).astype(dtype) for n in (1, 7, 9, 17, 33, 65, 129, 1000)}
+        for _ in range(6):
+            opt.update(params, {k: rng.standard_normal(v.shape).astype(dtype)
+                                for k, v in params.items()})
+        for key, value in params.items():
+            out[f"optim{case}-{dtype.__name__}-p-{key}"] = value
+            for state in opt._state_names:
+                out[f"optim{case}-{dtype.__name__}-{state}-{key}"] = getattr(opt, state)[key]
 np.savez(sys.argv[1], **out)
 """
+
+
+WORKLOAD = WORKLOAD.replace("TESTS", repr(str(Path(__file__).resolve().parent)))
 
 
 def run_level(level: str, *args: str) -> subprocess.CompletedProcess:

@@ -17,14 +17,16 @@ from conftest import BOOK, STATE_NAMES, random_like
 SHAPES = [(2_000_003,), (517, 263), (7,), (), (65_537,), (3,)]
 
 
-def run(name, threads, dtype, steps=3):
+def run(name, threads, dtype, steps=3, **options):
     rng = np.random.default_rng(11)
     params = {i: rng.standard_normal(s).astype(dtype) for i, s in enumerate(SHAPES)}
-    opt = getattr(fastopt, name)()
+    opt = getattr(fastopt.optim, name)(**options) if options else getattr(fastopt, name)()
     with fastopt.num_threads(threads):
         for _ in range(steps):
             opt.update(params, {k: random_like(v, rng) for k, v in params.items()})
-    return params, {s: getattr(opt, s) for s in STATE_NAMES[name]}
+    return params, {
+        s: getattr(opt, s) for s in (opt._state_names if options else STATE_NAMES[name])
+    }
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
@@ -39,6 +41,24 @@ def test_bit_identical_for_every_thread_count(name, dtype):
             for state in state_1:
                 assert np.array_equal(state_n[state][key], state_1[state][key]), (threads, key)
     assert fastopt._core._chunks_run_by_helpers() > helped, "no helper thread took part"
+
+
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("Adam", {"amsgrad": True, "weight_decay": 0.1}),
+        ("RMSprop", {"centered": True, "momentum": 0.9}),
+        ("NAdam", {"weight_decay": 0.1}),
+        ("Lion", {"weight_decay": 0.1}),
+    ],
+)
+def test_optim_bit_identical_for_every_thread_count(name, options):
+    params_1, state_1 = run(name, 1, np.float32, **options)
+    params_2, state_2 = run(name, 2, np.float32, **options)
+    for key in params_1:
+        assert np.array_equal(params_2[key], params_1[key])
+        for state in state_1:
+            assert np.array_equal(state_2[state][key], state_1[state][key])
 
 
 def test_every_element_is_updated_when_split(rng):
