@@ -66,6 +66,26 @@ def _numpy_step(make_optimizer, shapes, dtype) -> Step:
     return step
 
 
+def optim_steps(shapes, dtype, name: str) -> dict[str, Step]:
+    """fastopt.optim.<name> with default options, its ceiling, its NumPy reference, and torch."""
+    fast = fastopt.optim.__dict__[name]
+    found: dict[str, Step | None] = {"fastopt": _numpy_step(fast, shapes, dtype)}
+    num_states = _default_states(fast)
+    found["ceiling"] = _numpy_step(lambda: MemoryTrafficProbe(num_states), shapes, dtype)
+    found["reference"] = _numpy_step(reference.optim.__dict__[name], shapes, dtype)
+    if torch is not None and hasattr(torch.optim, name):
+        for mode in ("fused", "foreach"):
+            found[f"torch {mode}"] = torch_step(shapes, dtype, name, mode, native=True)
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _default_states(cls) -> int:
+    """How many state arrays the class uses with its default options."""
+    opt = cls()
+    opt.update({0: np.zeros(1)}, {0: np.zeros(1)})
+    return len(opt._state_names)
+
+
 def fastopt_step(shapes, dtype, optimizer: str) -> Step:
     return _numpy_step(getattr(fastopt, optimizer), shapes, dtype)
 
@@ -78,11 +98,15 @@ def reference_step(shapes, dtype, optimizer: str) -> Step:
     return _numpy_step(getattr(reference, optimizer), shapes, dtype)
 
 
-def torch_step(shapes, dtype, optimizer: str, mode: str) -> Step | None:
-    """torch.optim with fused=True or foreach=True; None when torch or that mode is missing."""
+def torch_step(shapes, dtype, optimizer: str, mode: str, native: bool = False) -> Step | None:
+    """torch.optim with fused=True or foreach=True; None when torch or that mode is missing.
+
+    `optimizer` is a book name (mapped to its torch counterpart) or, with native=True, a
+    torch.optim name used as it is, with its default options.
+    """
     if torch is None:
         return None
-    name, kwargs = TORCH_EQUIVALENT[optimizer]
+    name, kwargs = (optimizer, {}) if native else TORCH_EQUIVALENT[optimizer]
     tensors = [torch.from_numpy(a).requires_grad_() for a in arrays(shapes, dtype, 1)]
     grads = [[torch.from_numpy(g) for g in arrays(shapes, dtype, seed)] for seed in GRAD_SEEDS]
     for tensor, grad in zip(tensors, grads[0]):

@@ -143,6 +143,50 @@ def every_optimizer(repeats: int, size: int) -> Table:
     return table
 
 
+OPTIM = (
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Adagrad",
+    "RMSprop",
+    "Adadelta",
+    "Adamax",
+    "NAdam",
+    "RAdam",
+    "Lion",
+)
+
+
+def torch_family(repeats: int, size: int) -> Table:
+    table = Table(
+        f"fastopt.optim (default options): call overhead on 22 arrays of 8 float64, and "
+        f"{size:,} float32 elements on 1 thread",
+        "Targets as for the book's classes: <= 4 us per call, >= 5x reference. The torch columns "
+        "are the same algorithm.",
+    )
+    for name in OPTIM:
+        small = interleaved(
+            {
+                k: v
+                for k, v in cs.optim_steps([(8,)] * 22, np.float64, name).items()
+                if k in ("fastopt", "reference")
+            },
+            repeats,
+        )
+        with cs.threads(1):
+            t = interleaved(cs.optim_steps([(size,)], np.float32, name), repeats)
+        table.add(
+            optimizer=name,
+            overhead_us=small["fastopt"] * 1e6,
+            fastopt_us=t["fastopt"] * 1e6,
+            pct_of_ceiling=100 / t.ratio("fastopt", "ceiling"),
+            x_reference=t.ratio("reference", "fastopt"),
+            x_torch_fused=t.ratio("torch fused", "fastopt"),
+            x_torch_foreach=t.ratio("torch foreach", "fastopt"),
+        )
+    return table
+
+
 def sweep(repeats: int, exponents, out: list) -> Table:
     table = Table(
         f"Sweep: every optimizer, sizes 2^{exponents[0]} to 2^{exponents[-1]}, "
@@ -187,7 +231,7 @@ def main(argv=None) -> int:
         "--only",
         nargs="*",
         help="run only these sections",
-        choices=["large", "networks", "overhead", "every", "sweep"],
+        choices=["large", "networks", "overhead", "every", "optim", "sweep"],
     )
     args = parser.parse_args(argv)
     if args.repeats < 7 and not args.quick:
@@ -208,6 +252,7 @@ def main(argv=None) -> int:
         "networks": lambda: networks(args.repeats),
         "overhead": lambda: call_overhead(args.repeats),
         "every": lambda: every_optimizer(args.repeats, 1 << (16 if args.quick else 20)),
+        "optim": lambda: torch_family(args.repeats, 1 << (16 if args.quick else 20)),
     }
     tables, points = [], []
     for name, section in sections.items():

@@ -47,16 +47,34 @@ Scalars = tuple[float, ...]
 class _TorchStyle(Optimizer):
     """Shared by the torch-style classes: the step count, and the kernel variant for the options.
 
-    The kernel variant and the state names depend on the options, so they are chosen in
-    _step_scalars (which runs again whenever an attribute is assigned, see Optimizer).
+    The kernel variant and the state names depend on the options: _select chooses them on the
+    first update and again after any attribute is assigned; _scalars runs every step.
     """
 
     _possible_states: ClassVar[tuple[str, ...]] = ()  # every state dict this class may use
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        self.__dict__["_selected"] = False  # an option may have changed: choose the kernel again
 
     def _start(self) -> None:
         self.__dict__["steps"] = 0
         for name in self._possible_states:
             setattr(self, name, {})
+
+    def _step_scalars(self) -> Scalars:
+        if not self.__dict__["_selected"]:
+            self._select()
+            self.__dict__["_selected"] = True
+        return self._scalars()
+
+    def _select(self) -> None:
+        """Choose the kernel variant and state names for the current options (see _use)."""
+        raise NotImplementedError
+
+    def _scalars(self) -> Scalars:
+        """The per-step scalars, in the order of the kernel's rule."""
+        raise NotImplementedError
 
     def _use(self, state_names: tuple[str, ...], **options: bool) -> None:
         index, num_states = kernel(self._kernel, **options)
@@ -116,7 +134,7 @@ class SGD(_TorchStyle):
         self.weight_decay, self.nesterov, self.maximize = weight_decay, nesterov, maximize
         self._start()
 
-    def _step_scalars(self) -> Scalars:
+    def _select(self) -> None:
         has_momentum = self.momentum != 0
         self._use(
             ("momentum_buffer",) if has_momentum else (),
@@ -125,6 +143,8 @@ class SGD(_TorchStyle):
             momentum=has_momentum,
             nesterov=self.nesterov,
         )
+
+    def _scalars(self) -> Scalars:
         first = self.steps == 0
         momentum_coef = 0.0 if first else self.momentum
         grad_coef = 1.0 if first else 1 - self.dampening
@@ -175,13 +195,16 @@ class Adam(_TorchStyle):
         self.decoupled_weight_decay = decoupled_weight_decay
         self._start()
 
-    def _step_scalars(self) -> Scalars:
+    def _select(self) -> None:
         wd, decoupled = self.weight_decay, self.decoupled_weight_decay
         self._use(
             ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ()),
             amsgrad=self.amsgrad,
             **self._decay_flags(wd, decoupled=True) if decoupled else self._decay_flags(wd),
         )
+
+    def _scalars(self) -> Scalars:
+        wd = self.weight_decay
         (beta1, beta2), step = self.betas, self.steps + 1
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
@@ -264,8 +287,10 @@ class Adagrad(_TorchStyle):
         if name == "initial_accumulator_value":  # what the core fills new state arrays with
             self.__dict__["_initial_state_value"] = self.initial_accumulator_value
 
-    def _step_scalars(self) -> Scalars:
+    def _select(self) -> None:
         self._use(("sum",), **self._decay_flags(self.weight_decay))
+
+    def _scalars(self) -> Scalars:
         clr = self.lr / (1 + self.steps * self.lr_decay)
         return (self.weight_decay, self.eps, -clr)
 
@@ -312,7 +337,7 @@ class RMSprop(_TorchStyle):
         self.momentum, self.centered, self.maximize = momentum, centered, maximize
         self._start()
 
-    def _step_scalars(self) -> Scalars:
+    def _select(self) -> None:
         has_momentum = self.momentum > 0
         self._use(
             ("square_avg",)
@@ -322,6 +347,9 @@ class RMSprop(_TorchStyle):
             momentum=has_momentum,
             **self._decay_flags(self.weight_decay),
         )
+
+    def _scalars(self) -> Scalars:
+        has_momentum = self.momentum > 0
         alpha = self.alpha
         return (self.weight_decay, alpha, 1 - alpha, self.eps, self.momentum, -self.lr)
 
@@ -368,8 +396,10 @@ class Adadelta(_TorchStyle):
         )
         self._start()
 
-    def _step_scalars(self) -> Scalars:
+    def _select(self) -> None:
         self._use(("square_avg", "acc_delta"), **self._decay_flags(self.weight_decay))
+
+    def _scalars(self) -> Scalars:
         return (self.weight_decay, self.rho, 1 - self.rho, self.eps, -self.lr)
 
 
@@ -415,8 +445,10 @@ class Adamax(_TorchStyle):
         )
         self._start()
 
-    def _step_scalars(self) -> Scalars:
+    def _select(self) -> None:
         self._use(("exp_avg", "exp_inf"), **self._decay_flags(self.weight_decay))
+
+    def _scalars(self) -> Scalars:
         beta1, beta2 = self.betas
         clr = self.lr / (1 - beta1 ** (self.steps + 1))
         return (self.weight_decay, 1 - beta1, beta2, self.eps, -clr)
@@ -468,12 +500,15 @@ class NAdam(_TorchStyle):
         self.mu_product = 1.0
         self._start()
 
-    def _step_scalars(self) -> Scalars:
+    def _select(self) -> None:
         wd, decoupled = self.weight_decay, self.decoupled_weight_decay
         self._use(
             ("exp_avg", "exp_avg_sq"),
             **self._decay_flags(wd, decoupled=True) if decoupled else self._decay_flags(wd),
         )
+
+    def _scalars(self) -> Scalars:
+        wd = self.weight_decay
         (beta1, beta2), step, lr = self.betas, self.steps + 1, self.lr
         bias_correction2 = 1 - beta2**step
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * self.momentum_decay)))
@@ -540,7 +575,17 @@ class RAdam(_TorchStyle):
         self.decoupled_weight_decay, self.maximize = decoupled_weight_decay, maximize
         self._start()
 
-    def _step_scalars(self) -> Scalars:
+    def _select(self) -> None:
+        # Both kernels, rectified or not: which one runs is decided per step, in _scalars.
+        wd, decoupled = self.weight_decay, self.decoupled_weight_decay
+        decay = self._decay_flags(wd, decoupled=True) if decoupled else self._decay_flags(wd)
+        kernels = []
+        for rectify in (False, True):
+            self._use(("exp_avg", "exp_avg_sq"), rectify=rectify, **decay)
+            kernels.append(self._kernel_index)
+        self.__dict__["_rectified_kernels"] = tuple(kernels)
+
+    def _scalars(self) -> Scalars:
         (beta1, beta2), step, lr, wd = self.betas, self.steps + 1, self.lr, self.weight_decay
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
@@ -552,12 +597,7 @@ class RAdam(_TorchStyle):
             if rectify
             else 1.0
         )
-        decoupled = self.decoupled_weight_decay
-        self._use(
-            ("exp_avg", "exp_avg_sq"),
-            rectify=rectify,
-            **self._decay_flags(wd, decoupled=True) if decoupled else self._decay_flags(wd),
-        )
+        self.__dict__["_kernel_index"] = self._rectified_kernels[rectify]
         return (
             wd,
             1 - lr * wd,
@@ -604,7 +644,9 @@ class Lion(_TorchStyle):
         self.lr, self.betas, self.weight_decay, self.maximize = lr, betas, weight_decay, maximize
         self._start()
 
-    def _step_scalars(self) -> Scalars:
+    def _select(self) -> None:
         self._use(("exp_avg",), maximize=self.maximize)
+
+    def _scalars(self) -> Scalars:
         beta1, beta2 = self.betas
         return (1 - self.lr * self.weight_decay, self.lr, beta1, 1 - beta1, beta2, 1 - beta2)
