@@ -349,7 +349,6 @@ class RMSprop(_TorchStyle):
         )
 
     def _scalars(self) -> Scalars:
-        has_momentum = self.momentum > 0
         alpha = self.alpha
         return (self.weight_decay, alpha, 1 - alpha, self.eps, self.momentum, -self.lr)
 

@@ -1,6 +1,6 @@
 // The kernel table of one SIMD level. CMake compiles this one file once per level, each time with
-// that level's -march flags and FASTOPT_LEVEL_NS set to the level's name (baseline, avx2, avx512), so
-// the levels share every line of source and differ in instruction set only.
+// that level's -march flags and FASTOPT_LEVEL_NS set to the level's name (baseline, avx2, avx512),
+// so the levels share every line of source and differ in instruction set only.
 //
 // No std:: container here: its out-of-line member functions would be emitted in every level and
 // merged by the linker, so one level's instructions could end up running on a CPU without them.
