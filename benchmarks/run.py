@@ -40,6 +40,16 @@ def with_threads(step, count):
     return run
 
 
+def versus_peers(t) -> dict:
+    """The columns every table shares: % of the ceiling and the ratio to each peer."""
+    return {
+        "pct_of_ceiling": 100 / t.ratio("fastopt", "ceiling"),
+        "x_reference": t.ratio("reference", "fastopt"),
+        "x_torch_fused": t.ratio("torch fused", "fastopt"),
+        "x_torch_foreach": t.ratio("torch foreach", "fastopt"),
+    }
+
+
 def ratio(numerator, denominator):
     return None if numerator is None or denominator is None else numerator / denominator
 
@@ -135,26 +145,12 @@ def every_optimizer(repeats: int, size: int) -> Table:
             table.add(
                 optimizer=optimizer,
                 fastopt_us=t["fastopt"] * 1e6,
-                pct_of_ceiling=100 / t.ratio("fastopt", "ceiling"),
-                x_reference=t.ratio("reference", "fastopt"),
-                x_torch_fused=t.ratio("torch fused", "fastopt"),
-                x_torch_foreach=t.ratio("torch foreach", "fastopt"),
+                **versus_peers(t),
             )
     return table
 
 
-OPTIM = (
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-    "RMSprop",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "Lion",
-)
+OPTIM = tuple(fastopt.optim.__all__)
 
 
 def torch_family(repeats: int, size: int) -> Table:
@@ -179,10 +175,7 @@ def torch_family(repeats: int, size: int) -> Table:
             optimizer=name,
             overhead_us=small["fastopt"] * 1e6,
             fastopt_us=t["fastopt"] * 1e6,
-            pct_of_ceiling=100 / t.ratio("fastopt", "ceiling"),
-            x_reference=t.ratio("reference", "fastopt"),
-            x_torch_fused=t.ratio("torch fused", "fastopt"),
-            x_torch_foreach=t.ratio("torch foreach", "fastopt"),
+            **versus_peers(t),
         )
     return table
 
@@ -214,10 +207,7 @@ def sweep(repeats: int, exponents, out: list) -> Table:
                     size=f"2^{e}",
                     fastopt_us=t["fastopt"] * 1e6,
                     GBps=moved / t["fastopt"] / 1e9,
-                    pct_of_ceiling=100 / t.ratio("fastopt", "ceiling"),
-                    x_reference=t.ratio("reference", "fastopt"),
-                    x_torch_fused=t.ratio("torch fused", "fastopt"),
-                    x_torch_foreach=t.ratio("torch foreach", "fastopt"),
+                    **versus_peers(t),
                 )
     return table
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Hashable, Mapping, MutableMapping
 from typing import Any, Callable, ClassVar
 
 from . import _core
+from ._types import Grads, Params
 
-Params = MutableMapping[Hashable, Any]
-Grads = Mapping[Hashable, Any]
 Check = Callable[[str, Any], float]
 
 # {name: (option flag names, {variant bits: (kernel index, number of states, number of scalars)})},

@@ -8,10 +8,11 @@ fastopt.optim counterpart; ``update`` walks the keys and applies torch's in-plac
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Hashable
 
 import numpy as np
+
+from ._types import Grads, Params
 
 __all__ = [
     "SGD",
@@ -25,9 +26,6 @@ __all__ = [
     "RAdam",
     "Lion",
 ]
-
-Params = MutableMapping[Hashable, Any]
-Grads = Mapping[Hashable, Any]
 
 
 class _Reference:

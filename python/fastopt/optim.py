@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from ._base import (
+    Check,
     Optimizer,
     betas,
     closed_unit_interval,
@@ -42,6 +43,30 @@ __all__ = [
 ]
 
 Scalars = tuple[float, ...]
+
+# What makes each hyperparameter valid (torch's rules), in one place; each class names its own.
+_CHECKS = {
+    "lr": finite_nonnegative,
+    "betas": betas,
+    "eps": finite_nonnegative,
+    "weight_decay": finite_nonnegative,
+    "momentum": finite_nonnegative,
+    "dampening": real,
+    "lr_decay": finite_nonnegative,
+    "initial_accumulator_value": finite_nonnegative,
+    "alpha": finite_nonnegative,
+    "rho": closed_unit_interval,
+    "momentum_decay": finite_nonnegative,
+    "nesterov": flag,
+    "amsgrad": flag,
+    "centered": flag,
+    "maximize": flag,
+    "decoupled_weight_decay": flag,
+}
+
+
+def _checks(*names: str) -> dict[str, Check]:
+    return {name: _CHECKS[name] for name in names}
 
 
 class _TorchStyle(Optimizer):
@@ -109,14 +134,9 @@ class SGD(_TorchStyle):
     _kernel = "torch_sgd"
     _constant_scalars = False  # the first step differs
     _possible_states = ("momentum_buffer",)
-    _hyperparameters = {
-        "lr": finite_nonnegative,
-        "momentum": finite_nonnegative,
-        "dampening": real,
-        "weight_decay": finite_nonnegative,
-        "nesterov": flag,
-        "maximize": flag,
-    }
+    _hyperparameters = _checks(
+        "lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"
+    )
 
     def __init__(
         self,
@@ -169,15 +189,9 @@ class Adam(_TorchStyle):
     _kernel = "torch_adam"
     _constant_scalars = False
     _possible_states = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
-    _hyperparameters = {
-        "lr": finite_nonnegative,
-        "betas": betas,
-        "eps": finite_nonnegative,
-        "weight_decay": finite_nonnegative,
-        "amsgrad": flag,
-        "maximize": flag,
-        "decoupled_weight_decay": flag,
-    }
+    _hyperparameters = _checks(
+        "lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "decoupled_weight_decay"
+    )
 
     def __init__(
         self,
@@ -255,14 +269,9 @@ class Adagrad(_TorchStyle):
     _kernel = "torch_adagrad"
     _constant_scalars = False
     _possible_states = ("sum",)
-    _hyperparameters = {
-        "lr": finite_nonnegative,
-        "lr_decay": finite_nonnegative,
-        "weight_decay": finite_nonnegative,
-        "initial_accumulator_value": finite_nonnegative,
-        "eps": finite_nonnegative,
-        "maximize": flag,
-    }
+    _hyperparameters = _checks(
+        "lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps", "maximize"
+    )
 
     def __init__(
         self,
@@ -312,15 +321,9 @@ class RMSprop(_TorchStyle):
 
     _kernel = "torch_rmsprop"
     _possible_states = ("square_avg", "grad_avg", "momentum_buffer")
-    _hyperparameters = {
-        "lr": finite_nonnegative,
-        "alpha": finite_nonnegative,
-        "eps": finite_nonnegative,
-        "weight_decay": finite_nonnegative,
-        "momentum": finite_nonnegative,
-        "centered": flag,
-        "maximize": flag,
-    }
+    _hyperparameters = _checks(
+        "lr", "alpha", "eps", "weight_decay", "momentum", "centered", "maximize"
+    )
 
     def __init__(
         self,
@@ -369,13 +372,7 @@ class Adadelta(_TorchStyle):
 
     _kernel = "torch_adadelta"
     _possible_states = ("square_avg", "acc_delta")
-    _hyperparameters = {
-        "lr": finite_nonnegative,
-        "rho": closed_unit_interval,
-        "eps": finite_nonnegative,
-        "weight_decay": finite_nonnegative,
-        "maximize": flag,
-    }
+    _hyperparameters = _checks("lr", "rho", "eps", "weight_decay", "maximize")
 
     def __init__(
         self,
@@ -418,13 +415,7 @@ class Adamax(_TorchStyle):
     _kernel = "torch_adamax"
     _constant_scalars = False
     _possible_states = ("exp_avg", "exp_inf")
-    _hyperparameters = {
-        "lr": finite_nonnegative,
-        "betas": betas,
-        "eps": finite_nonnegative,
-        "weight_decay": finite_nonnegative,
-        "maximize": flag,
-    }
+    _hyperparameters = _checks("lr", "betas", "eps", "weight_decay", "maximize")
 
     def __init__(
         self,
@@ -472,15 +463,9 @@ class NAdam(_TorchStyle):
     _kernel = "torch_nadam"
     _constant_scalars = False
     _possible_states = ("exp_avg", "exp_avg_sq")
-    _hyperparameters = {
-        "lr": finite_nonnegative,
-        "betas": betas,
-        "eps": finite_nonnegative,
-        "weight_decay": finite_nonnegative,
-        "momentum_decay": finite_nonnegative,
-        "decoupled_weight_decay": flag,
-        "maximize": flag,
-    }
+    _hyperparameters = _checks(
+        "lr", "betas", "eps", "weight_decay", "momentum_decay", "decoupled_weight_decay", "maximize"
+    )
 
     def __init__(
         self,
@@ -551,14 +536,9 @@ class RAdam(_TorchStyle):
     _kernel = "torch_radam"
     _constant_scalars = False
     _possible_states = ("exp_avg", "exp_avg_sq")
-    _hyperparameters = {
-        "lr": finite_nonnegative,
-        "betas": betas,
-        "eps": finite_nonnegative,
-        "weight_decay": finite_nonnegative,
-        "decoupled_weight_decay": flag,
-        "maximize": flag,
-    }
+    _hyperparameters = _checks(
+        "lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "maximize"
+    )
 
     def __init__(
         self,
@@ -625,12 +605,7 @@ class Lion(_TorchStyle):
 
     _kernel = "lion"
     _possible_states = ("exp_avg",)
-    _hyperparameters = {
-        "lr": finite_nonnegative,
-        "betas": betas,
-        "weight_decay": finite_nonnegative,
-        "maximize": flag,
-    }
+    _hyperparameters = _checks("lr", "betas", "weight_decay", "maximize")
 
     def __init__(
         self,

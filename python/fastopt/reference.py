@@ -19,15 +19,13 @@ shares:
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Hashable
 
 import numpy as np
 
-__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "optim"]
+from ._types import Grads, Params
 
-Params = MutableMapping[Hashable, Any]
-Grads = Mapping[Hashable, Any]
+__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "optim"]
 
 
 def _param(params: Params, key: Hashable) -> np.ndarray:

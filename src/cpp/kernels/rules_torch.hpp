@@ -50,6 +50,31 @@ inline T maximum(T a, T b) {
   return a_nan ? a : (b_nan ? b : larger);
 }
 
+inline constexpr unsigned kDecoupled = 1u << 2;  // Adam, NAdam, RAdam: p = p*(1 - lr*wd)
+
+// What Adam, NAdam and RAdam share: weight decay (coupled or decoupled) and the two moments,
+//   m = m + (1-beta1)*(g - m)       torch: exp_avg.lerp_(grad, 1 - beta1)
+//   v = v*beta2 + ((1-beta2)*g)*g   torch: exp_avg_sq.mul_(beta2).addcmul_(grad, grad, 1 - beta2)
+// from their first five scalars: wd, 1-lr*wd, 1-beta1, beta2, 1-beta2.
+template <class T, unsigned F>
+struct AdamMoments {
+  T wd, decay, one_minus_beta1, beta2, one_minus_beta2;
+  explicit AdamMoments(const double* s)
+      : wd(T(s[0])),
+        decay(T(s[1])),
+        one_minus_beta1(T(s[2])),
+        beta2(T(s[3])),
+        one_minus_beta2(T(s[4])) {}
+  // Decays p, prepares g, and updates m and v; returns the prepared gradient.
+  T apply(T& p, T g, T& m, T& v) const {
+    if constexpr ((F & kDecoupled) != 0) p = p * decay;
+    g = prepared_grad<F>(g, p, wd);
+    m = m + one_minus_beta1 * (g - m);
+    v = v * beta2 + (one_minus_beta2 * g) * g;
+    return g;
+  }
+};
+
 // Scalars: wd, momentum_coef, grad_coef, momentum, -lr. On the first step momentum_coef = 0 and
 // grad_coef = 1, so buf = 0*buf + 1*g = g: torch's `buf = grad.clone()`.
 template <class T, unsigned F>
@@ -89,34 +114,23 @@ struct TorchAdam {
   static constexpr const char* kName = "torch_adam";
   static constexpr const char* kFlags[] = {"maximize", "weight_decay", "decoupled_weight_decay",
                                            "amsgrad"};
-  static constexpr unsigned kDecoupled = 1u << 2, kAmsgrad = 1u << 3;
+  static constexpr unsigned kAmsgrad = 1u << 3;
   static constexpr int kStates = (F & kAmsgrad) ? 3 : 2;  // exp_avg, exp_avg_sq, max_exp_avg_sq
   static constexpr int kScalars = 8;
   static constexpr int kDivSqrt = 2;
-  T wd, decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
+  AdamMoments<T, F> moments;
+  T bias_correction2_sqrt, eps, neg_step_size;
   explicit TorchAdam(const double* s)
-      : wd(T(s[0])),
-        decay(T(s[1])),
-        one_minus_beta1(T(s[2])),
-        beta2(T(s[3])),
-        one_minus_beta2(T(s[4])),
-        bias_correction2_sqrt(T(s[5])),
-        eps(T(s[6])),
-        neg_step_size(T(s[7])) {}
+      : moments(s), bias_correction2_sqrt(T(s[5])), eps(T(s[6])), neg_step_size(T(s[7])) {}
   void operator()(T& p, T g, T* s) const {
-    if constexpr ((F & kDecoupled) != 0) p = p * decay;
-    g = prepared_grad<F>(g, p, wd);
-    T& m = s[0];
-    T& v = s[1];
-    m = m + one_minus_beta1 * (g - m);
-    v = v * beta2 + (one_minus_beta2 * g) * g;
-    T second = v;
+    moments.apply(p, g, s[0], s[1]);
+    T second = s[1];
     if constexpr ((F & kAmsgrad) != 0) {
-      s[2] = maximum(s[2], v);
+      s[2] = maximum(s[2], s[1]);
       second = s[2];
     }
     const T denom = root(second) / bias_correction2_sqrt + eps;
-    p = p + (neg_step_size * m) / denom;
+    p = p + (neg_step_size * s[0]) / denom;
   }
 };
 
@@ -234,31 +248,22 @@ template <class T, unsigned F>
 struct TorchNadam {
   static constexpr const char* kName = "torch_nadam";
   static constexpr const char* kFlags[] = {"maximize", "weight_decay", "decoupled_weight_decay"};
-  static constexpr unsigned kDecoupled = 1u << 2;
   static constexpr int kStates = 2;
   static constexpr int kScalars = 9;
   static constexpr int kDivSqrt = 3;
-  T wd, decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction2, eps, grad_coef, avg_coef;
+  AdamMoments<T, F> moments;
+  T bias_correction2, eps, grad_coef, avg_coef;
   explicit TorchNadam(const double* s)
-      : wd(T(s[0])),
-        decay(T(s[1])),
-        one_minus_beta1(T(s[2])),
-        beta2(T(s[3])),
-        one_minus_beta2(T(s[4])),
+      : moments(s),
         bias_correction2(T(s[5])),
         eps(T(s[6])),
         grad_coef(T(s[7])),
         avg_coef(T(s[8])) {}
   void operator()(T& p, T g, T* s) const {
-    if constexpr ((F & kDecoupled) != 0) p = p * decay;
-    g = prepared_grad<F>(g, p, wd);
-    T& m = s[0];
-    T& v = s[1];
-    m = m + one_minus_beta1 * (g - m);
-    v = v * beta2 + (one_minus_beta2 * g) * g;
-    const T denom = root(v / bias_correction2) + eps;
+    g = moments.apply(p, g, s[0], s[1]);
+    const T denom = root(s[1] / bias_correction2) + eps;
     p = p + (grad_coef * g) / denom;
-    p = p + (avg_coef * m) / denom;
+    p = p + (avg_coef * s[0]) / denom;
   }
 };
 
@@ -269,33 +274,24 @@ struct TorchRadam {
   static constexpr const char* kName = "torch_radam";
   static constexpr const char* kFlags[] = {"maximize", "weight_decay", "decoupled_weight_decay",
                                            "rectify"};
-  static constexpr unsigned kDecoupled = 1u << 2, kRectify = 1u << 3;
+  static constexpr unsigned kRectify = 1u << 3;
   static constexpr int kStates = 2;
   static constexpr int kScalars = 10;
   static constexpr int kDivSqrt = (F & kRectify) ? 2 : 1;
-  T wd, decay, one_minus_beta1, beta2, one_minus_beta2, bias_correction1, lr, bias_correction2_sqrt,
-      eps, rect;
+  AdamMoments<T, F> moments;
+  T bias_correction1, lr, bias_correction2_sqrt, eps, rect;
   explicit TorchRadam(const double* s)
-      : wd(T(s[0])),
-        decay(T(s[1])),
-        one_minus_beta1(T(s[2])),
-        beta2(T(s[3])),
-        one_minus_beta2(T(s[4])),
+      : moments(s),
         bias_correction1(T(s[5])),
         lr(T(s[6])),
         bias_correction2_sqrt(T(s[7])),
         eps(T(s[8])),
         rect(T(s[9])) {}
   void operator()(T& p, T g, T* s) const {
-    if constexpr ((F & kDecoupled) != 0) p = p * decay;
-    g = prepared_grad<F>(g, p, wd);
-    T& m = s[0];
-    T& v = s[1];
-    m = m + one_minus_beta1 * (g - m);
-    v = v * beta2 + (one_minus_beta2 * g) * g;
-    T step = (m / bias_correction1) * lr;
+    moments.apply(p, g, s[0], s[1]);
+    T step = (s[0] / bias_correction1) * lr;
     if constexpr ((F & kRectify) != 0) {
-      step = (step * (bias_correction2_sqrt / (root(v) + eps))) * rect;
+      step = (step * (bias_correction2_sqrt / (root(s[1]) + eps))) * rect;
     }
     p = p + T(-1) * step;
   }
