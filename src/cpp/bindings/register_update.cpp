@@ -134,11 +134,12 @@ class AlignedDict {
 PyObject* lookup_grad(PyObject* grads, AlignedDict* grads_dict, PyObject* key,
                       std::vector<py::object>& keep) {
   if (grads_dict != nullptr) {
-    PyObject* found = grads_dict->find(key);  // borrowed
-    if (found != nullptr) return found;
-    missing_grad(key);
+    PyObject* found = grads_dict->find(key);  // borrowed: owned from here on
+    if (found == nullptr) missing_grad(key);
+    keep.push_back(py::reinterpret_borrow<py::object>(found));
+    return found;
   }
-  PyObject* found = PyObject_GetItem(grads, key);  // new reference, kept for the whole call
+  PyObject* found = PyObject_GetItem(grads, key);  // a new reference: owned by `keep`
   if (found != nullptr) {
     keep.push_back(py::reinterpret_steal<py::object>(found));
     return found;
@@ -194,11 +195,15 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
     scalar_values[s] = PyFloat_AsDouble(PyTuple_GET_ITEM(scalars.ptr(), s));
     if (scalar_values[s] == -1.0 && PyErr_Occurred()) throw py::error_already_set();
   }
+  // Owned: user code run during validation (a key's __eq__, say) could reassign opt.v = {}.
+  std::array<py::object, kMaxStates> state_owners;
   std::array<PyObject*, kMaxStates> states{};
   std::array<AlignedDict, kMaxStates> state_dicts{AlignedDict(nullptr), AlignedDict(nullptr),
                                                   AlignedDict(nullptr)};
   for (int s = 0; s < num_states; ++s) {
-    states[s] = state_dict(owner.ptr(), PyTuple_GET_ITEM(state_names.ptr(), s));
+    state_owners[s] = py::reinterpret_borrow<py::object>(
+        state_dict(owner.ptr(), PyTuple_GET_ITEM(state_names.ptr(), s)));
+    states[s] = state_owners[s].ptr();
     state_dicts[s] = AlignedDict(states[s]);
   }
   AlignedDict grads_aligned(grads.ptr());
@@ -220,12 +225,15 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
   PyObject* value;
   Py_ssize_t position = 0;
   while (PyDict_Next(params.ptr(), &position, &key, &value)) {
+    // Own every object the moment it is obtained: any lookup below may run Python code (a key's
+    // __eq__, a mapping's __getitem__) that drops the dict's reference to it, and the write-back
+    // after the kernels, which ran without the GIL, uses the key again.
+    keep.push_back(py::reinterpret_borrow<py::object>(key));
+    keep.push_back(py::reinterpret_borrow<py::object>(value));
     PyObject* grad = lookup_grad(grads.ptr(), grads_dict, key, keep);
     ArrayView param;
     PyObject* param_array = value;
-    if (param_view(value, &param)) {
-      keep.push_back(py::reinterpret_borrow<py::object>(value));
-    } else {
+    if (!param_view(value, &param)) {
       ParamSpan span = check_param(key, value);  // raises, or makes a scalar's working array
       param = view_of(span);
       param_array = span.array.ptr();
@@ -240,15 +248,14 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
     runtime::Task task{row.fn[static_cast<int>(param.dtype)], scalar_values.data(), {}, param.size};
     task.ops.param = param.data;
 
-    if (grad_fits(grad, param)) {
-      keep.push_back(py::reinterpret_borrow<py::object>(grad));
-    } else {
+    if (!grad_fits(grad, param)) {
       keep.push_back(check_grad(key, grad, span()));  // raises, or converts
+      grad = keep.back().ptr();
     }
-    task.ops.grad = py::detail::array_proxy(keep.back().ptr())->data;
+    task.ops.grad = py::detail::array_proxy(grad)->data;
 
     for (int s = 0; s < num_states; ++s) {
-      PyObject* state = state_dicts[s].find(key);
+      PyObject* state = state_dicts[s].find(key);  // borrowed; owned below before any Python runs
       if (state != nullptr && state_fits(state, param)) {
         keep.push_back(py::reinterpret_borrow<py::object>(state));
       } else {

@@ -23,16 +23,20 @@ class Pool {
  public:
   void run(std::int64_t num_chunks, int threads, ChunkFn fn, bool large) {
     std::unique_lock<std::mutex> submit(submit_, std::try_to_lock);
-    const auto now = std::chrono::steady_clock::now();
-    const bool back_to_back = now - last_call_ < std::chrono::microseconds(200);
-    last_call_ = now;
+    if (!submit.owns_lock()) {  // another caller has the pool: do the work here
+      for (std::int64_t c = 0; c < num_chunks; ++c) fn(c);
+      return;
+    }
     // Waking a sleeping worker costs the CALLER 5 to 65 us here (the futex wake becomes an IPI
     // to a halted vCPU), and the worker another 50 us or so to arrive: more than a medium job
     // gains. So sleeping workers are woken only for large jobs, or when calls come back to back,
     // where the pool then stays awake (see spin_for_job). Results do not depend on it.
-    const bool worth_waking =
-        large || back_to_back || sleepers_.load() < static_cast<int>(workers_.size());
-    const int helpers = submit.owns_lock() && worth_waking ? start_workers(threads - 1) : 0;
+    // last_call_ is guarded by submit_.
+    const auto now = std::chrono::steady_clock::now();
+    const bool back_to_back = now - last_call_ < std::chrono::microseconds(200);
+    last_call_ = now;
+    const bool awake = sleepers_.load() < static_cast<int>(workers_.size());
+    const int helpers = large || back_to_back || awake ? start_workers(threads - 1) : 0;
     if (helpers == 0) {
       for (std::int64_t c = 0; c < num_chunks; ++c) fn(c);
       last_call_ = std::chrono::steady_clock::now();
@@ -78,8 +82,7 @@ class Pool {
         workers_.emplace_back([this, index] { work(index); });
         workers_.back().detach();  // the pool lives until the process ends; see pool()
       } catch (const std::system_error&) {
-        workers_.pop_back();
-        break;
+        break;  // emplace_back left workers_ as it was; run with the workers there are
       }
     }
     return std::min<int>(wanted, static_cast<int>(workers_.size()));
