@@ -14,7 +14,7 @@ context manager ``num_threads`` control it. The default is every core this proce
 
 from __future__ import annotations
 
-from . import optim
+from . import init, optim
 from ._core import available_simd_levels, simd_level
 from ._threads import get_num_threads, num_threads, set_num_threads
 from .optim import Adadelta, Adamax, AdamW, Lion, NAdam, RAdam
@@ -34,6 +34,7 @@ __all__ = [
     "Adadelta",
     "Lion",
     "optim",
+    "init",
     "simd_level",
     "available_simd_levels",
     "get_num_threads",
