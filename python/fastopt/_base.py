@@ -53,6 +53,11 @@ def unit_interval(name: str, value: Any) -> float:
     return number
 
 
+def learning_rate(name: str, value: Any) -> Any:
+    """A learning rate: finite and >= 0, or a schedule (a callable from step to rate)."""
+    return value if callable(value) else finite_nonnegative(name, value)
+
+
 def closed_unit_interval(name: str, value: Any) -> float:
     """A decay factor that may be 1, such as Adadelta's rho: in [0, 1]."""
     number = _real(name, value)
@@ -112,6 +117,10 @@ class Optimizer:
     # are then computed once and cached until an attribute is assigned.
     _constant_scalars: ClassVar[bool] = True
     _cached_scalars: tuple[float, ...] | None = None
+    # A schedule given as lr (fastopt.schedules): called before each update with the number of
+    # updates made so far; `lr` then holds the rate in use.
+    _schedule: Any = None
+    _updates: int = 0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -123,7 +132,12 @@ class Optimizer:
 
     def __setattr__(self, name: str, value: Any) -> None:
         check = self._hyperparameters.get(name)
-        object.__setattr__(self, name, value if check is None else check(name, value))
+        value = value if check is None else check(name, value)
+        if name == "lr":
+            self.__dict__["_schedule"] = value if callable(value) else None
+            if callable(value):
+                value = self._scheduled_lr(value)
+        object.__setattr__(self, name, value)
         # Any assignment (opt.lr *= 0.1, a new schedule, ...) may change the per-step scalars.
         self.__dict__["_cached_scalars"] = None
 
@@ -159,6 +173,9 @@ class Optimizer:
         """
         # The state dicts are looked up by name in self.__dict__, in C++: a user who resets state
         # the book's way (opt.v = {}) is honoured, and no tuple is built per call.
+        if self._schedule is not None:
+            self.__dict__["lr"] = self._scheduled_lr(self._schedule)
+            self.__dict__["_cached_scalars"] = None
         scalars = self._cached_scalars
         if scalars is None:
             scalars = self._step_scalars()
@@ -173,6 +190,16 @@ class Optimizer:
             scalars,
         )
         self._advance()
+        self.__dict__["_updates"] = self._updates + 1
+
+    def _scheduled_lr(self, schedule: Any) -> float:
+        value = schedule(self._updates)
+        try:
+            return finite_nonnegative("lr", value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"the lr schedule gave {value!r} at step {self._updates}: {error}"
+            ) from None
 
     def _step_scalars(self) -> tuple[float, ...]:
         """The per-step scalars of the next update, in the order of the kernel's rule."""

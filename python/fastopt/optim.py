@@ -26,6 +26,7 @@ from ._base import (
     finite_nonnegative,
     flag,
     kernel,
+    learning_rate,
     real,
 )
 
@@ -46,7 +47,7 @@ Scalars = tuple[float, ...]
 
 # What makes each hyperparameter valid (torch's rules), in one place; each class names its own.
 _CHECKS = {
-    "lr": finite_nonnegative,
+    "lr": learning_rate,
     "betas": betas,
     "eps": finite_nonnegative,
     "weight_decay": finite_nonnegative,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from ._base import Optimizer, finite_nonnegative, positive, unit_interval
+from ._base import Optimizer, learning_rate, positive, unit_interval
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
@@ -24,7 +24,7 @@ class SGD(Optimizer):
     """
 
     _kernel = "sgd"
-    _hyperparameters = {"lr": finite_nonnegative}
+    _hyperparameters = {"lr": learning_rate}
 
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = lr
@@ -51,7 +51,7 @@ class Momentum(Optimizer):
 
     _kernel = "momentum"
     _state_names = ("v",)
-    _hyperparameters = {"lr": finite_nonnegative, "momentum": unit_interval}
+    _hyperparameters = {"lr": learning_rate, "momentum": unit_interval}
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         self.lr = lr
@@ -84,7 +84,7 @@ class Nesterov(Optimizer):
 
     _kernel = "nesterov"
     _state_names = ("v",)
-    _hyperparameters = {"lr": finite_nonnegative, "momentum": unit_interval}
+    _hyperparameters = {"lr": learning_rate, "momentum": unit_interval}
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         self.lr = lr
@@ -114,7 +114,7 @@ class AdaGrad(Optimizer):
 
     _kernel = "adagrad"
     _state_names = ("h",)
-    _hyperparameters = {"lr": finite_nonnegative, "eps": positive}
+    _hyperparameters = {"lr": learning_rate, "eps": positive}
 
     def __init__(self, lr: float = 0.01, *, eps: float = 1e-7) -> None:
         self.lr = lr
@@ -148,7 +148,7 @@ class RMSprop(Optimizer):
 
     _kernel = "rmsprop"
     _state_names = ("h",)
-    _hyperparameters = {"lr": finite_nonnegative, "decay_rate": unit_interval, "eps": positive}
+    _hyperparameters = {"lr": learning_rate, "decay_rate": unit_interval, "eps": positive}
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, *, eps: float = 1e-7) -> None:
         self.lr = lr
@@ -190,7 +190,7 @@ class Adam(Optimizer):
     _state_names = ("m", "v")
     _constant_scalars = False  # lr_t changes every step
     _hyperparameters = {
-        "lr": finite_nonnegative,
+        "lr": learning_rate,
         "beta1": unit_interval,
         "beta2": unit_interval,
         "eps": positive,
