@@ -14,9 +14,10 @@ context manager ``num_threads`` control it. The default is every core this proce
 
 from __future__ import annotations
 
-from . import init, optim
+from . import init, optim, schedules
 from ._core import available_simd_levels, simd_level
 from ._threads import get_num_threads, num_threads, set_num_threads
+from .checkpoint import CheckpointError, load, save
 from .optim import Adadelta, Adamax, AdamW, Lion, NAdam, RAdam
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
@@ -35,6 +36,10 @@ __all__ = [
     "Lion",
     "optim",
     "init",
+    "schedules",
+    "save",
+    "load",
+    "CheckpointError",
     "simd_level",
     "available_simd_levels",
     "get_num_threads",

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
+
+import numpy as np
 
 from . import _core
 from ._types import Grads, Params
@@ -51,6 +54,10 @@ def unit_interval(name: str, value: Any) -> float:
     if not 0.0 <= number < 1.0:
         raise ValueError(f"{name} must be in [0, 1); got {value!r}")
     return number
+
+
+def _kind(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def learning_rate(name: str, value: Any) -> Any:
@@ -191,6 +198,74 @@ class Optimizer:
         )
         self._advance()
         self.__dict__["_updates"] = self._updates + 1
+
+    # Scalars besides the state arrays that a checkpoint must restore (step counts and the like).
+    _counters: ClassVar[tuple[str, ...]] = ("_updates",)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly, as plain data (arrays are copies).
+
+        Keys: "kind", "hyperparameters", "counters", "state" ({name: {key: array}}).
+        A schedule given as lr is not data: it is left out (re-create the optimizer with it; the
+        update count in "counters" makes it resume at the right step).
+        """
+        hyperparameters = {name: getattr(self, name) for name in self._hyperparameters}
+        if self._schedule is not None:
+            del hyperparameters["lr"]
+        return {
+            "kind": _kind(type(self)),
+            "hyperparameters": hyperparameters,
+            "counters": {name: getattr(self, name) for name in self._counters},
+            "state": {
+                name: {
+                    key: np.array(value, copy=True) for key, value in getattr(self, name).items()
+                }
+                for name in self._all_state_names()
+            },
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore what state_dict() returned. Validates everything first; on error nothing changes.
+
+        Raises
+        ------
+        ValueError
+            The checkpoint is of another optimizer kind, or a state array is not a float32/float64
+            ndarray, or the arrays of one key disagree in shape or dtype.
+        """
+        kind = state_dict.get("kind") if isinstance(state_dict, Mapping) else None
+        if kind != _kind(type(self)):
+            raise ValueError(f"this checkpoint is for {kind!r}, not {_kind(type(self))!r}")
+        names = set(self._all_state_names())
+        states = state_dict["state"]
+        if set(states) - names:
+            raise ValueError(f"unknown state {sorted(set(states) - names)} for {kind}")
+        for name, per_key in states.items():
+            for key, value in per_key.items():
+                if not (isinstance(value, np.ndarray) and value.dtype in (np.float32, np.float64)):
+                    raise ValueError(f"state {name!r}[{key!r}] must be a float32/float64 array")
+                for other in states.values():
+                    twin = other.get(key)
+                    if twin is not None and (twin.shape, twin.dtype) != (value.shape, value.dtype):
+                        raise ValueError(f"the states of key {key!r} disagree in shape or dtype")
+        checked = {
+            name: self._hyperparameters[name](name, value)
+            for name, value in state_dict["hyperparameters"].items()
+        }
+        for name, value in checked.items():
+            setattr(self, name, value)
+        for name in names:
+            setattr(
+                self, name, {k: np.array(v, copy=True) for k, v in states.get(name, {}).items()}
+            )
+        for name, value in state_dict["counters"].items():
+            self.__dict__[name] = value
+        self.__dict__["_cached_scalars"] = None
+        if self._schedule is not None:
+            self.__dict__["lr"] = self._scheduled_lr(self._schedule)
+
+    def _all_state_names(self) -> tuple[str, ...]:
+        return tuple(getattr(self, "_possible_states", ()) or self._state_names)
 
     def _scheduled_lr(self, schedule: Any) -> float:
         value = schedule(self._updates)

@@ -78,6 +78,7 @@ class _TorchStyle(Optimizer):
     """
 
     _possible_states: ClassVar[tuple[str, ...]] = ()  # every state dict this class may use
+    _counters: ClassVar[tuple[str, ...]] = ("_updates", "steps")
 
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
@@ -462,6 +463,7 @@ class NAdam(_TorchStyle):
     """
 
     _kernel = "torch_nadam"
+    _counters = ("_updates", "steps", "mu_product")
     _constant_scalars = False
     _possible_states = ("exp_avg", "exp_avg_sq")
     _hyperparameters = _checks(

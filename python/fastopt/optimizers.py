@@ -189,6 +189,7 @@ class Adam(Optimizer):
     _kernel = "adam"
     _state_names = ("m", "v")
     _constant_scalars = False  # lr_t changes every step
+    _counters = ("_updates", "iter")
     _hyperparameters = {
         "lr": learning_rate,
         "beta1": unit_interval,

@@ -1,0 +1,189 @@
+"""Checkpoints that resume exactly: ``fastopt.save(path, opt, params)`` and ``fastopt.load(...)``.
+
+One ``.npz`` file holds the optimizer's state_dict() and, when given, the params. It is read with
+``allow_pickle=False``, so loading a checkpoint can never run code: the structure (keys, names,
+counters, hyperparameters) is a JSON manifest stored as a string array, and every array is its own
+entry. Keys that are not strings (ints, floats, tuples, None, bools) are tagged with their type in
+the manifest and come back as they were. The file is written to a temporary file beside the target
+and renamed over it, so a crash mid-write never replaces a good checkpoint with half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._base import Optimizer
+from ._types import Params
+
+__all__ = ["save", "load", "CheckpointError"]
+
+_FORMAT = "fastopt-checkpoint-1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read, or does not fit the optimizer or params given."""
+
+
+def _encode_key(key: Hashable) -> Any:
+    if isinstance(key, bool):
+        return {"bool": key}
+    if isinstance(key, str):
+        return {"str": key}
+    if isinstance(key, int):
+        return {"int": key}
+    if isinstance(key, float):
+        return {"float": repr(key)}
+    if key is None:
+        return {"none": None}
+    if isinstance(key, tuple):
+        return {"tuple": [_encode_key(k) for k in key]}
+    raise TypeError(
+        f"cannot checkpoint the key {key!r} ({type(key).__name__}): keys must be str, int, "
+        "float, bool, None or tuples of those"
+    )
+
+
+def _decode_key(code: Any) -> Hashable:
+    ((kind, value),) = code.items()
+    if kind == "tuple":
+        return tuple(_decode_key(k) for k in value)
+    return {"bool": bool, "str": str, "int": int, "float": float, "none": lambda v: None}[kind](
+        value
+    )
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, tuple):  # betas
+        return {"tuple": [_encode_value(v) for v in value]}
+    return value
+
+
+def _decode_value(value: Any) -> Any:
+    if isinstance(value, dict) and set(value) == {"tuple"}:
+        return tuple(_decode_value(v) for v in value["tuple"])
+    return value
+
+
+def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) -> None:
+    """Write the optimizer's state (and the params, if given) to one .npz file, atomically."""
+    state = opt.state_dict()
+    arrays: dict[str, np.ndarray] = {}
+
+    def store(value: np.ndarray) -> str:
+        name = f"a{len(arrays)}"
+        arrays[name] = np.asarray(value)
+        return name
+
+    manifest = {
+        "format": _FORMAT,
+        "kind": state["kind"],
+        "hyperparameters": {k: _encode_value(v) for k, v in state["hyperparameters"].items()},
+        "counters": state["counters"],
+        "state": {
+            name: [[_encode_key(k), store(v)] for k, v in per_key.items()]
+            for name, per_key in state["state"].items()
+        },
+        "params": None
+        if params is None
+        else [[_encode_key(k), store(np.asarray(v))] for k, v in params.items()],
+    }
+    arrays["__manifest__"] = np.array(json.dumps(manifest))
+    target = Path(path)
+    handle, temporary = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def load(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) -> None:
+    """Restore a checkpoint written by save() into `opt` (and into `params`, if given).
+
+    Params are restored in place: each array of `params` must exist in the checkpoint with the
+    same shape and dtype, and receives the saved values (a scalar param is replaced). Everything is
+    checked before anything is changed.
+
+    Raises
+    ------
+    CheckpointError
+        The file is missing, truncated, corrupt or not a fastopt checkpoint; or it was written for
+        another optimizer kind; or its params do not match `params`.
+    """
+    try:
+        # Opened here rather than by np.load, which leaks the handle of a corrupt zip file.
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as data:
+            manifest = json.loads(str(data["__manifest__"]))
+            arrays = {name: data[name] for name in data.files if name != "__manifest__"}
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        EOFError,
+        zipfile.BadZipFile,
+        json.JSONDecodeError,
+    ) as error:
+        raise CheckpointError(f"{path} is not a readable fastopt checkpoint: {error}") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
+        raise CheckpointError(
+            f"{path} is not a fastopt checkpoint (format {manifest.get('format')!r})"
+        )
+    try:
+        state = {
+            "kind": manifest["kind"],
+            "hyperparameters": {
+                k: _decode_value(v) for k, v in manifest["hyperparameters"].items()
+            },
+            "counters": manifest["counters"],
+            "state": {
+                name: {_decode_key(k): arrays[a] for k, a in entries}
+                for name, entries in manifest["state"].items()
+            },
+        }
+        saved_params = (
+            None
+            if manifest["params"] is None
+            else {_decode_key(k): arrays[a] for k, a in manifest["params"]}
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} is damaged: {error}") from error
+
+    if params is not None:
+        if saved_params is None:
+            raise CheckpointError(f"{path} holds no params")
+        for key, value in params.items():
+            if key not in saved_params:
+                raise CheckpointError(f"{path} has no param {key!r}")
+            saved = saved_params[key]
+            if isinstance(value, np.ndarray) and (value.shape, value.dtype) != (
+                saved.shape,
+                saved.dtype,
+            ):
+                raise CheckpointError(
+                    f"param {key!r} is {value.dtype}{value.shape} here but "
+                    f"{saved.dtype}{saved.shape} in {path}"
+                )
+    try:
+        opt.load_state_dict(state)  # validates, then restores
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from error
+    if params is not None:
+        for key, value in params.items():
+            if isinstance(value, np.ndarray):
+                np.copyto(value, saved_params[key])
+            else:
+                params[key] = saved_params[key][()]
