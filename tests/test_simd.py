@@ -51,6 +51,9 @@ for case, (name, options) in enumerate(OPTIM_CASES + LION_CASES):
             out[f"optim{case}-{dtype.__name__}-p-{key}"] = value
             for state in opt._state_names:
                 out[f"optim{case}-{dtype.__name__}-{state}-{key}"] = getattr(opt, state)[key]
+grads = {n: rng.standard_normal(n) for n in (1, 7, 8191, 8192, 8193, 30_001)}
+out["norm"] = np.array(fastopt.global_norm(grads))
+out["norm32"] = np.array(fastopt.global_norm({k: v.astype(np.float32) for k, v in grads.items()}))
 np.savez(sys.argv[1], **out)
 """
 

@@ -18,6 +18,7 @@ from . import init, optim, schedules
 from ._core import available_simd_levels, simd_level
 from ._threads import get_num_threads, num_threads, set_num_threads
 from .checkpoint import CheckpointError, load, save
+from .clip import clip_grad_norm, clip_grad_value, global_norm
 from .optim import Adadelta, Adamax, AdamW, Lion, NAdam, RAdam
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
@@ -40,6 +41,9 @@ __all__ = [
     "save",
     "load",
     "CheckpointError",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "global_norm",
     "simd_level",
     "available_simd_levels",
     "get_num_threads",

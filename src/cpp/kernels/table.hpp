@@ -40,9 +40,17 @@ struct KernelRow {
   KernelFn fn[kNumDtypes];  // indexed by Dtype
 };
 
+// Sum of squares of elements [begin, end) of one array, in double (see reduce.hpp).
+using SumSquaresFn = double (*)(const void* data, std::int64_t begin, std::int64_t end);
+
+// Norms are summed over chunks of this many elements of one array, then the chunks in order:
+// fixed by the data, so the same bits for every thread count.
+inline constexpr std::int64_t kNormChunk = 8192;
+
 struct KernelTable {
   const KernelRow* rows;
   int size;
+  SumSquaresFn sum_squares[kNumDtypes];
 };
 
 }  // namespace fastopt

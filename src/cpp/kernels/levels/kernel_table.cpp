@@ -4,6 +4,7 @@
 //
 // No std:: container here: its out-of-line member functions would be emitted in every level and
 // merged by the linker, so one level's instructions could end up running on a CPU without them.
+#include "kernels/reduce.hpp"
 #include "kernels/rules.hpp"
 #include "kernels/rules_torch.hpp"
 #include "kernels/sweep.hpp"
@@ -48,7 +49,7 @@ struct Table {
 
 KernelTable kernel_table() {
   static const Table table;  // built once, at import, before any thread can use it
-  return {table.rows, table.count};
+  return {table.rows, table.count, {&sum_of_squares<float>, &sum_of_squares<double>}};
 }
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS

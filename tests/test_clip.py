@@ -1,0 +1,101 @@
+"""Gradient clipping: the norm is right and deterministic; clipping matches torch; bad input."""
+
+from __future__ import annotations
+
+import math
+
+import fastopt
+import numpy as np
+import pytest
+
+
+def grads_of(rng, dtype=np.float64):
+    # Sizes straddling the 8192-element norm chunks and the 8 lanes inside them.
+    return {
+        "big": rng.standard_normal(3 * 8192 + 5).astype(dtype),
+        "W": np.asfortranarray(rng.standard_normal((129, 65)).astype(dtype)),
+        "b": rng.standard_normal(7).astype(dtype),
+        "s": np.array(rng.standard_normal(), dtype=dtype),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_norm_is_the_exactly_rounded_value_within_a_few_ulps(dtype, rng):
+    grads = grads_of(rng, dtype)
+    exact = math.sqrt(math.fsum(float(x) ** 2 for v in grads.values() for x in v.ravel()))
+    assert fastopt.global_norm(grads) == pytest.approx(exact, rel=1e-13)
+
+
+def test_norm_is_bit_identical_for_every_thread_count(rng):
+    grads = {i: rng.standard_normal(200_003) for i in range(5)}
+    norms = set()
+    for threads in (1, 2, 3, 8):
+        with fastopt.num_threads(threads):
+            norms.add(fastopt.global_norm(grads))
+    assert len(norms) == 1
+
+
+def test_norm_accepts_any_real_layout_and_dtype(rng):
+    base = rng.standard_normal((40, 30))
+    as_given = {"a": base[::2, ::3], "b": np.arange(10, dtype=np.int16), "c": base.astype(">f8")}
+    as_float64 = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in as_given.items()}
+    assert fastopt.global_norm(as_given) == fastopt.global_norm(as_float64)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_grad_norm_matches_torch(max_norm, rng):
+    torch = pytest.importorskip("torch")
+    grads = grads_of(rng)
+    tensors = [torch.tensor(v.copy(), requires_grad=True) for v in grads.values()]
+    for tensor, value in zip(tensors, grads.values()):
+        tensor.grad = torch.tensor(value.copy())
+    theirs = float(torch.nn.utils.clip_grad_norm_(tensors, max_norm))
+    mine = fastopt.clip_grad_norm(grads, max_norm)
+    assert mine == pytest.approx(theirs, rel=1e-12)
+    for value, tensor in zip(grads.values(), tensors):
+        np.testing.assert_allclose(value, tensor.grad.numpy(), rtol=1e-12)
+    if max_norm < mine:
+        assert fastopt.global_norm(grads) == pytest.approx(max_norm, rel=1e-5)
+
+
+def test_nonfinite_norm_is_reported_and_can_raise(rng):
+    grads = grads_of(rng)
+    grads["b"][3] = np.inf
+    before = {k: v.copy() for k, v in grads.items()}
+    assert fastopt.clip_grad_norm(grads, 1.0) == math.inf
+    with pytest.raises(FloatingPointError, match="inf or nan"):
+        fastopt.clip_grad_norm(grads, 1.0, error_if_nonfinite=True)
+    for key in grads:
+        assert np.array_equal(grads[key], before[key])
+    grads["b"][3] = np.nan
+    assert math.isnan(fastopt.clip_grad_norm(grads, 1.0))
+
+
+def test_clip_grad_value():
+    grads = {"a": np.array([-3.0, -0.5, 0.0, 0.7, 2.0, np.nan]), "b": np.array([5.0], np.float32)}
+    fastopt.clip_grad_value(grads, 1.0)
+    assert np.array_equal(grads["a"][:5], [-1.0, -0.5, 0.0, 0.7, 1.0]) and np.isnan(grads["a"][5])
+    assert grads["b"].dtype == np.float32 and grads["b"][0] == 1.0
+
+
+@pytest.mark.parametrize(
+    "call, error",
+    [
+        (lambda: fastopt.clip_grad_norm({"a": np.ones(3)}, 0.0), ValueError),
+        (lambda: fastopt.clip_grad_norm({"a": np.ones(3)}, math.inf), ValueError),
+        (lambda: fastopt.clip_grad_norm({"a": np.ones(3, int)}, 1.0), TypeError),
+        (lambda: fastopt.clip_grad_norm({"a": [1.0, 2.0]}, 1.0), TypeError),
+        (lambda: fastopt.clip_grad_value({"a": np.ones(3)}, -1.0), ValueError),
+    ],
+)
+def test_bad_input(call, error):
+    with pytest.raises(error):
+        call()
+
+
+def test_read_only_grad_is_rejected_before_any_is_scaled():
+    first, frozen = np.full(4, 10.0), np.full(4, 10.0)
+    frozen.flags.writeable = False
+    with pytest.raises(TypeError, match="'frozen'"):
+        fastopt.clip_grad_norm({"first": first, "frozen": frozen}, 1.0)
+    assert np.all(first == 10.0)
