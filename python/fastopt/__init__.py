@@ -19,6 +19,7 @@ from ._core import available_simd_levels, simd_level
 from ._threads import get_num_threads, num_threads, set_num_threads
 from .checkpoint import CheckpointError, load, save
 from .clip import clip_grad_norm, clip_grad_value, global_norm
+from .ema import EMA
 from .optim import Adadelta, Adamax, AdamW, Lion, NAdam, RAdam
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
@@ -44,6 +45,7 @@ __all__ = [
     "clip_grad_norm",
     "clip_grad_value",
     "global_norm",
+    "EMA",
     "simd_level",
     "available_simd_levels",
     "get_num_threads",

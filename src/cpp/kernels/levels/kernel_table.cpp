@@ -27,6 +27,7 @@ struct Table {
     rows[count++] = row<AdaGrad>();
     rows[count++] = row<RmsProp>();
     rows[count++] = row<Adam>();
+    rows[count++] = row<Ema>();  // fastopt.EMA
     // The torch.optim family and Lion (rules_torch.hpp), every combination of options.
     add_variants<TorchSgd>(rows, &count, kCapacity);
     add_variants<TorchAdam>(rows, &count, kCapacity);

@@ -1,0 +1,119 @@
+"""Exponential moving average of the params (Polyak averaging), fused like the optimizers."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Hashable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from ._base import kernel, unit_interval
+from ._types import Params
+
+__all__ = ["EMA"]
+
+
+class EMA:
+    """Keeps ``ema[k] = ema[k] + (1-decay)*(params[k] - ema[k])`` after every update(params).
+
+    One fused pass per array, in C++ with the GIL released, like the optimizers. The first
+    update() of a key copies its param. Evaluate with the averaged weights in place::
+
+        ema = fastopt.EMA(decay=0.999)
+        for batch in data:
+            opt.update(params, grads(batch))
+            ema.update(params)
+        with ema.averaged(params):   # params hold the averages inside the block
+            evaluate(params)
+
+    Attributes
+    ----------
+    decay : float
+        In [0, 1).
+    shadow : dict
+        The averages, keyed like params.
+    updates : int
+        How many update() calls were made.
+    """
+
+    _kernel_index = kernel("ema")[0]
+
+    def __init__(self, decay: float = 0.999) -> None:
+        self.decay = unit_interval("decay", decay)
+        self.shadow: dict[Hashable, np.ndarray] = {}
+        self.updates = 0
+
+    def update(self, params: Params) -> None:
+        """Fold the current params into the averages (all keys at once; all or nothing)."""
+        if not isinstance(params, Mapping):
+            raise TypeError(f"params must be a dict; got {type(params).__name__}")
+        averages = {}
+        for key, value in params.items():
+            average = self.shadow.get(key)
+            real = (
+                value.dtype.kind in "fiu"
+                if isinstance(value, np.ndarray)
+                else isinstance(value, (int, float, np.integer, np.floating))
+                and not isinstance(value, bool)
+            )
+            if not real:
+                raise TypeError(
+                    f"params[{key!r}] must be real numbers; got {type(value).__name__}"
+                    f"{' of ' + str(value.dtype) if isinstance(value, np.ndarray) else ''}"
+                )
+            if average is None:  # first sight: start from the param itself
+                # float32 arrays stay float32; everything else (scalars too) averages in float64.
+                is_float32 = isinstance(value, np.ndarray) and value.dtype == np.float32
+                average = np.array(value, dtype=np.float32 if is_float32 else np.float64)
+            elif np.shape(value) != average.shape:
+                raise ValueError(
+                    f"params[{key!r}] has shape {np.shape(value)} but its average was made for "
+                    f"{average.shape}; reset it with `del ema.shadow[key]`"
+                )
+            averages[key] = average
+        _core.update(self._kernel_index, averages, params, {}, (), (1.0 - self.decay,))
+        for key, average in averages.items():  # only now: a failed update adds nothing
+            self.shadow.setdefault(key, average)
+        self.updates += 1
+
+    def swap(self, params: Params) -> None:
+        """Exchange the params' values and the averages, in place (the same array objects)."""
+        missing = [key for key in params if key not in self.shadow]
+        if missing:
+            raise KeyError(f"no average for params {missing}: call update(params) first")
+        for key, value in params.items():
+            average = self.shadow[key]
+            if isinstance(value, np.ndarray):
+                held = value.copy()
+                np.copyto(value, average, casting="same_kind")
+                np.copyto(average, held, casting="same_kind")
+            else:  # a scalar param is replaced, as update() replaces it
+                params[key], self.shadow[key] = average[()], np.array(value, dtype=average.dtype)
+
+    @contextlib.contextmanager
+    def averaged(self, params: Params) -> Iterator[None]:
+        """Inside the block the params hold the averages; afterwards their own values again."""
+        self.swap(params)
+        try:
+            yield
+        finally:
+            self.swap(params)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "decay": self.decay,
+            "updates": self.updates,
+            "shadow": {key: value.copy() for key, value in self.shadow.items()},
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore state_dict()'s output; checked first, so bad input changes nothing."""
+        decay = unit_interval("decay", state["decay"])
+        shadow = state["shadow"]
+        for key, value in shadow.items():
+            if not (isinstance(value, np.ndarray) and value.dtype in (np.float32, np.float64)):
+                raise ValueError(f"shadow[{key!r}] must be a float32/float64 array")
+        self.decay, self.updates = decay, int(state["updates"])
+        self.shadow = {key: np.array(value, copy=True) for key, value in shadow.items()}
