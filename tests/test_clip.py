@@ -99,3 +99,50 @@ def test_read_only_grad_is_rejected_before_any_is_scaled():
     with pytest.raises(TypeError, match="'frozen'"):
         fastopt.clip_grad_norm({"first": first, "frozen": frozen}, 1.0)
     assert np.all(first == 10.0)
+
+
+FUSED_CASES = [
+    (fastopt, "SGD", {}),
+    (fastopt, "Adam", {}),
+    (fastopt, "RMSprop", {}),
+    (fastopt.optim, "AdamW", {"amsgrad": True}),
+    (fastopt.optim, "SGD", {"momentum": 0.9, "nesterov": True}),
+    (fastopt.optim, "Lion", {}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "module, name, options", FUSED_CASES, ids=lambda x: getattr(x, "__name__", str(x))
+)
+def test_fused_clipping_equals_clipping_then_updating(module, name, options, dtype, rng):
+    """max_grad_norm= gives the bits of clip_grad_norm() followed by update(), without touching
+    the grads."""
+    fused = getattr(module, name)(max_grad_norm=0.5, **options)
+    separate = getattr(module, name)(**options)
+    params = {k: v.copy() for k, v in grads_of(rng, dtype).items()}
+    params_separate = {k: v.copy() for k, v in params.items()}
+    for _ in range(5):
+        grads = grads_of(rng, dtype)
+        grads["not a param"] = np.full(3, 1e6)  # ignored by update(), so not in the norm
+        untouched = {k: v.copy() for k, v in grads.items()}
+        fused.update(params, grads)
+        for key in grads:
+            assert np.array_equal(grads[key], untouched[key])
+        clipped = {k: v for k, v in grads.items() if k != "not a param"}
+        norm = fastopt.clip_grad_norm(clipped, 0.5)
+        separate.update(params_separate, clipped)
+        assert fused.last_grad_norm == norm > 0.5
+    for key in params:
+        assert np.array_equal(params[key], params_separate[key]), key
+
+
+def test_fused_clipping_off_by_default_and_validated():
+    opt = fastopt.Adam()
+    assert opt.max_grad_norm is None
+    opt.update({"w": np.ones(2)}, {"w": np.ones(2)})
+    assert opt.last_grad_norm is None
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        fastopt.optim.Adam(max_grad_norm=-1.0)
+    with pytest.raises(ValueError, match="max_grad_norm"):
+        opt.max_grad_norm = 0.0

@@ -108,10 +108,13 @@ SIGNATURES = {
 
 
 def signature_of(cls) -> str:
+    """The signature as text, without max_grad_norm (every fastopt optimizer has it)."""
     import inspect
 
     words = []
     for p in inspect.signature(cls).parameters.values():
+        if p.name == "max_grad_norm":
+            continue
         star = "*" if p.kind == p.KEYWORD_ONLY else ""
         words.append(f"{star}{p.name}={p.default!r}")
     return " ".join(words)

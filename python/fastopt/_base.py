@@ -6,6 +6,8 @@ hyperparameters, and computes its per-step scalars. Everything else lives here, 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 from collections.abc import Mapping
@@ -15,6 +17,7 @@ import numpy as np
 
 from . import _core
 from ._types import Grads, Params
+from .clip import global_norm
 
 Check = Callable[[str, Any], float]
 
@@ -63,6 +66,27 @@ def _kind(cls: type) -> str:
 def learning_rate(name: str, value: Any) -> Any:
     """A learning rate: finite and >= 0, or a schedule (a callable from step to rate)."""
     return value if callable(value) else finite_nonnegative(name, value)
+
+
+def optional_positive(name: str, value: Any) -> float | None:
+    """None (off), or a finite number > 0."""
+    return None if value is None else positive(name, value)
+
+
+def _with_common_options(init: Callable[..., None]) -> Callable[..., None]:
+    """Give a constructor the keyword-only options every optimizer has (max_grad_norm)."""
+
+    @functools.wraps(init)
+    def __init__(self: Optimizer, *args: Any, max_grad_norm: float | None = None, **kwargs: Any):
+        init(self, *args, **kwargs)
+        self.max_grad_norm = max_grad_norm
+
+    signature = inspect.signature(init)
+    option = inspect.Parameter("max_grad_norm", inspect.Parameter.KEYWORD_ONLY, default=None)
+    __init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), option]
+    )
+    return __init__
 
 
 def closed_unit_interval(name: str, value: Any) -> float:
@@ -128,9 +152,15 @@ class Optimizer:
     # updates made so far; `lr` then holds the rate in use.
     _schedule: Any = None
     _updates: int = 0
+    # Fused gradient clipping (every optimizer's keyword-only max_grad_norm=): the global norm of
+    # the grads in one read-only pass, then the scale applied inside the update pass.
+    max_grad_norm: float | None = None
+    last_grad_norm: float | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _with_common_options(cls.__dict__["__init__"])  # type: ignore[method-assign]
         if "_kernel" in cls.__dict__ and not _ALGORITHMS[cls._kernel][0]:  # a rule without options
             index, num_states = kernel(cls._kernel)
             if num_states != len(cls._state_names):
@@ -138,7 +168,7 @@ class Optimizer:
             cls._kernel_index = index
 
     def __setattr__(self, name: str, value: Any) -> None:
-        check = self._hyperparameters.get(name)
+        check = optional_positive if name == "max_grad_norm" else self._hyperparameters.get(name)
         value = value if check is None else check(name, value)
         if name == "lr":
             self.__dict__["_schedule"] = value if callable(value) else None
@@ -188,6 +218,11 @@ class Optimizer:
             scalars = self._step_scalars()
             if self._constant_scalars:
                 self.__dict__["_cached_scalars"] = scalars
+        grad_scale, norm = 1.0, None
+        if self.max_grad_norm is not None:
+            norm = global_norm({key: grads[key] for key in params if key in grads})
+            scale = self.max_grad_norm / (norm + 1e-6)  # torch's clip_grad_norm_ coefficient
+            grad_scale = 1.0 if scale >= 1.0 else scale  # not min(): a nan norm must propagate
         _core.update(
             self._kernel_index,
             params,
@@ -195,7 +230,9 @@ class Optimizer:
             self.__dict__,
             self._state_names,
             scalars,
+            grad_scale,
         )
+        self.__dict__["last_grad_norm"] = norm
         self._advance()
         self.__dict__["_updates"] = self._updates + 1
 

@@ -13,6 +13,7 @@ def update(
     owner: Any,
     state_names: tuple[Any, ...],
     scalars: tuple[Any, ...],
+    grad_scale: float = 1.0,
     /,
 ) -> None: ...
 def set_num_threads(threads: int) -> None: ...

@@ -172,7 +172,7 @@ double initial_state_value(PyObject* owner) {
 }
 
 void update(int kernel, py::handle params, py::handle grads, py::handle owner,
-            py::handle state_names, py::handle scalars) {
+            py::handle state_names, py::handle scalars, double grad_scale) {
   if (!PyTuple_Check(state_names.ptr()) || !PyTuple_Check(scalars.ptr())) {
     throw py::type_error("internal error: state_names and scalars must be tuples");
   }
@@ -246,6 +246,7 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
                        param.size, false};
     };
     runtime::Task task{row.fn[static_cast<int>(param.dtype)], scalar_values.data(), {}, param.size};
+    task.ops.grad_scale = grad_scale;
     task.ops.param = param.data;
 
     if (!grad_fits(grad, param)) {
@@ -301,10 +302,13 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
 // 22-array update, for a function that only ever takes six positional handles.
 PyObject* update_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   try {
-    if (nargs != 6) throw py::type_error("update() takes 6 positional arguments");
+    if (nargs != 6 && nargs != 7)
+      throw py::type_error("update() takes 6 or 7 positional arguments");
     const long kernel = PyLong_AsLong(args[0]);
     if (kernel == -1 && PyErr_Occurred()) throw py::error_already_set();
-    update(static_cast<int>(kernel), args[1], args[2], args[3], args[4], args[5]);
+    const double grad_scale = nargs == 7 ? PyFloat_AsDouble(args[6]) : 1.0;
+    if (grad_scale == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    update(static_cast<int>(kernel), args[1], args[2], args[3], args[4], args[5], grad_scale);
     Py_RETURN_NONE;
   } catch (py::error_already_set& error) {
     error.restore();
@@ -319,7 +323,8 @@ PyObject* update_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyMethodDef g_update_def = {
     "update", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&update_fastcall)),
     METH_FASTCALL,
-    "update($module, kernel, params, grads, owner, state_names, scalars, /)\n--\n\n"
+    "update($module, kernel, params, grads, owner, state_names, scalars, grad_scale=1.0, /)"
+    "\n--\n\n"
     "Apply kernel `kernel` to every key of `params` in place. The state dicts are the entries "
     "`state_names` of the dict `owner` (the optimizer's __dict__); see fastopt.optimizers."};
 

@@ -28,12 +28,13 @@ namespace detail {
 // and split the loads and stores of arrays that sit at the same offset in their 4 KiB pages, which
 // ran Adam at half the memory bandwidth.
 template <class Rule, class T, std::size_t... I, class... State>
-inline void sweep_loop(const Rule rule, std::int64_t n, std::index_sequence<I...>,
-                       T* __restrict param, const T* __restrict grad, State* __restrict... state) {
+inline void sweep_loop(const Rule rule, const T grad_scale, std::int64_t n,
+                       std::index_sequence<I...>, T* __restrict param, const T* __restrict grad,
+                       State* __restrict... state) {
   for (std::int64_t i = 0; i < n; ++i) {
     T p = param[i];
     T s[sizeof...(State) + 1] = {state[i]..., T(0)};  // + 1: no zero-length array for SGD
-    rule(p, grad[i], s);
+    rule(p, grad[i] * grad_scale, s);
     param[i] = p;
     ((state[i] = s[I]), ...);
   }
@@ -42,8 +43,9 @@ inline void sweep_loop(const Rule rule, std::int64_t n, std::index_sequence<I...
 template <class Rule, class T, std::size_t... I>
 inline void sweep_operands(const Rule& rule, const Operands& ops, std::int64_t begin,
                            std::int64_t end, std::index_sequence<I...> states) {
-  sweep_loop(rule, end - begin, states, static_cast<T*>(ops.param) + begin,
-             static_cast<const T*>(ops.grad) + begin, (static_cast<T*>(ops.state[I]) + begin)...);
+  sweep_loop(rule, static_cast<T>(ops.grad_scale), end - begin, states,
+             static_cast<T*>(ops.param) + begin, static_cast<const T*>(ops.grad) + begin,
+             (static_cast<T*>(ops.state[I]) + begin)...);
 }
 
 }  // namespace detail

@@ -23,6 +23,9 @@ struct Operands {
   void* param;
   const void* grad;
   void* state[kMaxStates];
+  // Every gradient element is multiplied by this (rounded to the dtype) as it is read: fused
+  // gradient clipping. 1 when not clipping, and g*1 == g exactly, so results are unchanged.
+  double grad_scale;
 };
 
 // Applies a rule to elements [begin, end) of the operands.
