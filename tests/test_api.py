@@ -26,11 +26,9 @@ SIGNATURES = {
 def test_signature_matches_the_book(module, name):
     parameters = list(inspect.signature(getattr(module, name)).parameters.values())
     if module is fastopt:  # the options every fastopt optimizer adds, keyword-only, at the end
-        assert (parameters[-1].name, parameters[-1].kind) == (
-            "max_grad_norm",
-            parameters[-1].KEYWORD_ONLY,
-        )
-        parameters = parameters[:-1]
+        common = [(p.name, p.kind) for p in parameters[-2:]]
+        assert common == [(n, inspect.Parameter.KEYWORD_ONLY) for n in ("max_grad_norm", "per_key")]
+        parameters = parameters[:-2]
     assert [(p.name, p.default) for p in parameters] == SIGNATURES[name]
     for p in parameters:
         expected = p.KEYWORD_ONLY if p.name == "eps" else p.POSITIONAL_OR_KEYWORD

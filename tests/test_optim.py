@@ -113,7 +113,7 @@ def signature_of(cls) -> str:
 
     words = []
     for p in inspect.signature(cls).parameters.values():
-        if p.name == "max_grad_norm":
+        if p.name in ("max_grad_norm", "per_key"):
             continue
         star = "*" if p.kind == p.KEYWORD_ONLY else ""
         words.append(f"{star}{p.name}={p.default!r}")

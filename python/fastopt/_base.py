@@ -6,6 +6,7 @@ hyperparameters, and computes its per-step scalars. Everything else lives here, 
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import math
@@ -77,14 +78,24 @@ def _with_common_options(init: Callable[..., None]) -> Callable[..., None]:
     """Give a constructor the keyword-only options every optimizer has (max_grad_norm)."""
 
     @functools.wraps(init)
-    def __init__(self: Optimizer, *args: Any, max_grad_norm: float | None = None, **kwargs: Any):
+    def __init__(
+        self: Optimizer,
+        *args: Any,
+        max_grad_norm: float | None = None,
+        per_key: Mapping[Any, Mapping[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
         init(self, *args, **kwargs)
         self.max_grad_norm = max_grad_norm
+        self.per_key = per_key
 
     signature = inspect.signature(init)
-    option = inspect.Parameter("max_grad_norm", inspect.Parameter.KEYWORD_ONLY, default=None)
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
+        for name in ("max_grad_norm", "per_key")
+    ]
     __init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[*signature.parameters.values(), option]
+        parameters=[*signature.parameters.values(), *options]
     )
     return __init__
 
@@ -156,6 +167,10 @@ class Optimizer:
     # the grads in one read-only pass, then the scale applied inside the update pass.
     max_grad_norm: float | None = None
     last_grad_norm: float | None = None
+    # Per-key settings (every optimizer's keyword-only per_key=): {key or predicate: {name: value}}.
+    per_key: dict[Any, dict[str, Any]] | None = None
+    # Hyperparameters a class cannot vary per key (they feed state shared by all keys).
+    _shared_hyperparameters: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -168,6 +183,10 @@ class Optimizer:
             cls._kernel_index = index
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "per_key":
+            object.__setattr__(self, name, self._checked_per_key(value))
+            self.__dict__["_per_key_cache"] = ({}, {})  # key -> settings, settings -> optimizer
+            return
         check = optional_positive if name == "max_grad_norm" else self._hyperparameters.get(name)
         value = value if check is None else check(name, value)
         if name == "lr":
@@ -218,6 +237,7 @@ class Optimizer:
             scalars = self._step_scalars()
             if self._constant_scalars:
                 self.__dict__["_cached_scalars"] = scalars
+        per_key = self._per_key_kernels(params) if self.per_key else None
         grad_scale, norm = 1.0, None
         if self.max_grad_norm is not None:
             norm = global_norm({key: grads[key] for key in params if key in grads})
@@ -231,6 +251,7 @@ class Optimizer:
             self._state_names,
             scalars,
             grad_scale,
+            per_key,
         )
         self.__dict__["last_grad_norm"] = norm
         self._advance()
@@ -303,6 +324,72 @@ class Optimizer:
 
     def _all_state_names(self) -> tuple[str, ...]:
         return tuple(getattr(self, "_possible_states", ()) or self._state_names)
+
+    def _checked_per_key(self, per_key: Any) -> dict[Any, dict[str, Any]] | None:
+        if per_key is None:
+            return None
+        if not isinstance(per_key, Mapping):
+            raise TypeError(
+                f"per_key must be a dict {{key or predicate: {{name: value}}}}; got {per_key!r}"
+            )
+        checked = {}
+        for selector, settings in per_key.items():
+            if not isinstance(settings, Mapping):
+                raise TypeError(f"per_key[{selector!r}] must be a dict of hyperparameters")
+            for name, value in settings.items():
+                if name not in self._hyperparameters or name in self._shared_hyperparameters:
+                    allowed = sorted(set(self._hyperparameters) - set(self._shared_hyperparameters))
+                    raise ValueError(
+                        f"per_key[{selector!r}]: {type(self).__name__} has no per-key "
+                        f"hyperparameter {name!r}; choose from {allowed}"
+                    )
+                self._hyperparameters[name](name, value)  # raises on a bad value
+            checked[selector] = dict(settings)
+        return checked
+
+    def _settings_of(self, key: Any) -> tuple[tuple[str, Any], ...]:
+        """The per-key settings that apply to `key`, later entries winning, as a hashable tuple."""
+        merged: dict[str, Any] = {}
+        for selector, settings in self.per_key.items():  # type: ignore[union-attr]
+            if selector == key if not callable(selector) else selector(key):
+                merged.update(settings)
+        return tuple(sorted(merged.items()))
+
+    def _per_key_kernels(self, params: Params) -> dict[Any, tuple[int, tuple[float, ...]]]:
+        """{key: (kernel index, scalars)} for the keys with settings of their own."""
+        settings_of, optimizers = self.__dict__["_per_key_cache"]
+        result: dict[Any, tuple[int, tuple[float, ...]]] = {}
+        computed: dict[tuple, tuple[int, tuple[float, ...]]] = {}
+        for key in params:
+            settings = settings_of.get(key)
+            if settings is None:
+                settings = settings_of[key] = self._settings_of(key)
+            if not settings:
+                continue
+            if settings not in computed:
+                variant = optimizers.get(settings)
+                if variant is None:  # a view of this optimizer: same state dicts, own settings
+                    variant = optimizers[settings] = copy.copy(self)
+                    object.__setattr__(variant, "per_key", None)
+                    for name, value in settings:
+                        setattr(variant, name, value)
+                # The same counters as this optimizer, whose update this is.
+                variant.__dict__.update(
+                    {n: self.__dict__[n] for n in self._counters if n in self.__dict__}
+                )
+                if variant._schedule is not None:
+                    variant.__dict__["lr"] = variant._scheduled_lr(variant._schedule)
+                    variant.__dict__["_cached_scalars"] = None
+                scalars = variant._cached_scalars or variant._step_scalars()
+                if variant._state_names != self._state_names:
+                    raise ValueError(
+                        f"per_key settings {dict(settings)} for {key!r} change which state is kept "
+                        f"({variant._state_names} instead of {self._state_names}); use a separate "
+                        "optimizer for those keys"
+                    )
+                computed[settings] = (variant._kernel_index, scalars)
+            result[key] = computed[settings]
+        return result
 
     def _scheduled_lr(self, schedule: Any) -> float:
         value = schedule(self._updates)

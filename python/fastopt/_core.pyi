@@ -14,6 +14,7 @@ def update(
     state_names: tuple[Any, ...],
     scalars: tuple[Any, ...],
     grad_scale: float = 1.0,
+    per_key: Any = None,
     /,
 ) -> None: ...
 def set_num_threads(threads: int) -> None: ...

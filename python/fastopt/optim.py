@@ -463,6 +463,7 @@ class NAdam(_TorchStyle):
     """
 
     _kernel = "torch_nadam"
+    _shared_hyperparameters = ("betas", "momentum_decay")  # they drive the shared mu_product
     _counters = ("_updates", "steps", "mu_product")
     _constant_scalars = False
     _possible_states = ("exp_avg", "exp_avg_sq")

@@ -20,6 +20,7 @@
 #include <pybind11/pybind11.h>
 
 #include <array>
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -171,8 +172,20 @@ double initial_state_value(PyObject* owner) {
   return result;
 }
 
+// Reads a tuple of per-step scalars into `out`; `expected` is the kernel's count.
+void read_scalars(PyObject* tuple, int expected, double* out) {
+  if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != expected) {
+    throw py::value_error("internal error: a kernel takes " + std::to_string(expected) +
+                          " scalars");
+  }
+  for (int s = 0; s < expected; ++s) {
+    out[s] = PyFloat_AsDouble(PyTuple_GET_ITEM(tuple, s));
+    if (out[s] == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  }
+}
+
 void update(int kernel, py::handle params, py::handle grads, py::handle owner,
-            py::handle state_names, py::handle scalars, double grad_scale) {
+            py::handle state_names, py::handle scalars, double grad_scale, py::handle per_key) {
   if (!PyTuple_Check(state_names.ptr()) || !PyTuple_Check(scalars.ptr())) {
     throw py::type_error("internal error: state_names and scalars must be tuples");
   }
@@ -191,10 +204,13 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
                          std::string(py::str(py::type::of(params).attr("__name__"))));
   }
   std::array<double, kMaxScalars> scalar_values{};
-  for (int s = 0; s < row.num_scalars; ++s) {
-    scalar_values[s] = PyFloat_AsDouble(PyTuple_GET_ITEM(scalars.ptr(), s));
-    if (scalar_values[s] == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-  }
+  read_scalars(scalars.ptr(), row.num_scalars, scalar_values.data());
+  // per_key: None, or {key: (kernel index, scalars)} for keys with their own settings (another
+  // variant of the same kernel: the same states and scalar count). Their scalars live here, at
+  // stable addresses, for the tasks to point at.
+  const bool has_per_key = !per_key.is_none();
+  if (has_per_key && !PyDict_Check(per_key.ptr())) throw py::type_error("per_key must be a dict");
+  std::deque<std::array<double, kMaxScalars>> per_key_scalars;
   // Owned: user code run during validation (a key's __eq__, say) could reassign opt.v = {}.
   std::array<py::object, kMaxStates> state_owners;
   std::array<PyObject*, kMaxStates> states{};
@@ -246,6 +262,24 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
                        param.size, false};
     };
     runtime::Task task{row.fn[static_cast<int>(param.dtype)], scalar_values.data(), {}, param.size};
+    if (has_per_key) {
+      PyObject* own = PyDict_GetItemWithError(per_key.ptr(), key);
+      if (own == nullptr && PyErr_Occurred()) throw py::error_already_set();
+      if (own != nullptr) {
+        if (!PyTuple_Check(own) || PyTuple_GET_SIZE(own) != 2) {
+          throw py::type_error("per_key values must be (kernel index, scalars)");
+        }
+        const long index = PyLong_AsLong(PyTuple_GET_ITEM(own, 0));
+        if (index < 0 || index >= table.size || table.rows[index].num_states != num_states ||
+            table.rows[index].num_scalars != row.num_scalars) {
+          throw py::value_error("internal error: a per-key kernel must keep the same state");
+        }
+        per_key_scalars.emplace_back();
+        read_scalars(PyTuple_GET_ITEM(own, 1), row.num_scalars, per_key_scalars.back().data());
+        task.fn = table.rows[index].fn[static_cast<int>(param.dtype)];
+        task.scalars = per_key_scalars.back().data();
+      }
+    }
     task.ops.grad_scale = grad_scale;
     task.ops.param = param.data;
 
@@ -302,13 +336,13 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
 // 22-array update, for a function that only ever takes six positional handles.
 PyObject* update_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   try {
-    if (nargs != 6 && nargs != 7)
-      throw py::type_error("update() takes 6 or 7 positional arguments");
+    if (nargs < 6 || nargs > 8) throw py::type_error("update() takes 6 to 8 positional arguments");
     const long kernel = PyLong_AsLong(args[0]);
     if (kernel == -1 && PyErr_Occurred()) throw py::error_already_set();
-    const double grad_scale = nargs == 7 ? PyFloat_AsDouble(args[6]) : 1.0;
+    const double grad_scale = nargs >= 7 ? PyFloat_AsDouble(args[6]) : 1.0;
     if (grad_scale == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-    update(static_cast<int>(kernel), args[1], args[2], args[3], args[4], args[5], grad_scale);
+    update(static_cast<int>(kernel), args[1], args[2], args[3], args[4], args[5], grad_scale,
+           nargs == 8 ? args[7] : Py_None);
     Py_RETURN_NONE;
   } catch (py::error_already_set& error) {
     error.restore();
@@ -323,7 +357,8 @@ PyObject* update_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
 PyMethodDef g_update_def = {
     "update", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&update_fastcall)),
     METH_FASTCALL,
-    "update($module, kernel, params, grads, owner, state_names, scalars, grad_scale=1.0, /)"
+    "update($module, kernel, params, grads, owner, state_names, scalars, grad_scale=1.0, "
+    "per_key=None, /)"
     "\n--\n\n"
     "Apply kernel `kernel` to every key of `params` in place. The state dicts are the entries "
     "`state_names` of the dict `owner` (the optimizer's __dict__); see fastopt.optimizers."};
