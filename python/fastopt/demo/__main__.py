@@ -1,0 +1,113 @@
+"""The demo's command line.
+
+python -m fastopt.demo [--out DIR] [--quick] [--optimizers ...] [--epochs N] [--seed S] [--no-plots]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+MISSING = (
+    "The demo needs {package}. Install the demo extra:\n"
+    '    pip install "fastopt[demo]"        (or, from a checkout: pip install ".[demo]")'
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .optimizers import OPTIMIZERS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m fastopt.demo",
+        description="fastopt's optimizers at work: paths on a bowl, training on handwritten "
+        "digits, and the speed of the optimizer step.",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("fastopt-demo"), help="folder for the images"
+    )
+    parser.add_argument("--quick", action="store_true", help="a few epochs: a check, in seconds")
+    parser.add_argument(
+        "--optimizers", nargs="+", choices=list(OPTIMIZERS), default=list(OPTIMIZERS)
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="data split, weights and batches")
+    parser.add_argument("--no-plots", action="store_true", help="print the tables only")
+    args = parser.parse_args(argv)
+    epochs = args.epochs or (3 if args.quick else 20)
+    if epochs < 1:
+        parser.error("--epochs must be at least 1")
+
+    for module, package in (("sklearn", "scikit-learn"), ("tqdm", "tqdm")) + (
+        () if args.no_plots else (("matplotlib", "matplotlib"),)
+    ):
+        try:
+            __import__(module)
+        except ImportError:
+            print(MISSING.format(package=package), file=sys.stderr)
+            return 2
+
+    from tqdm import tqdm
+
+    import fastopt
+
+    from . import bowl, digits, plots
+
+    print(
+        f"fastopt {fastopt.__version__} demo: SIMD level {fastopt.simd_level()}, "
+        f"{fastopt.get_num_threads()} threads, seed {args.seed}"
+    )
+
+    print(f"\n1. Paths on f(x, y) = x²/20 + y² from {bowl.START}, {bowl.STEPS} steps each")
+    paths = bowl.paths(args.optimizers)
+    for name, points in paths.items():
+        x, y = points[-1]
+        print(f"   {name:<9} ends at ({x:+.4f}, {y:+.4f}), f = {bowl.f(x, y):.2e}")
+
+    print(f"\n2. Training on scikit-learn's digits (1,797 8x8 images), {epochs} epochs each")
+    data = digits.load(args.seed)
+    runs = []
+    for name in args.optimizers:
+        # disable=None: a bar on a terminal, nothing in a log file or a test's captured output.
+        with tqdm(
+            total=epochs, desc=f"   {name:<9}", unit="epoch", leave=False, disable=None
+        ) as progress:
+            runs.append(digits.train(name, data, epochs, args.seed, progress))
+
+    print(
+        f"\n   {'optimizer':<9} {'test accuracy':>13} {'final loss':>10} {'fastopt step':>12} "
+        f"{'reference':>10} {'speed-up':>8} {'optimizer share':>15}"
+    )
+    for run in runs:
+        print(
+            f"   {run.name:<9} {run.test_accuracy:>13.3f} {run.losses[-1]:>10.4f} "
+            f"{1e6 * sorted(run.fast_step)[len(run.fast_step) // 2]:>9.1f} us "
+            f"{1e6 * sorted(run.slow_step)[len(run.slow_step) // 2]:>7.1f} us "
+            f"{run.speedup:>7.1f}x {100 * run.optimizer_share:>14.1f}%"
+        )
+    print(
+        "   (speed-up: median step time of fastopt.reference, the book's NumPy, over fastopt's;"
+        "\n    optimizer share: fastopt's step as a part of the whole training time)"
+    )
+
+    if args.no_plots:
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    settings = {name: OPTIMIZERS[name].bowl for name in args.optimizers}
+    written = [
+        (
+            plots.paths_figure(paths, settings, args.out),
+            "SGD zig-zags across the narrow valley; momentum overshoots and swings back; the "
+            "adaptive methods head straight for the minimum",
+        ),
+        (plots.training_figure(runs, args.out), "how fast each optimizer brings the loss down"),
+        (plots.speed_figure(runs, args.out), "fastopt's update() against the book's NumPy"),
+    ]
+    print("\n3. Images")
+    for path, what in written:
+        print(f"   {path}: {what}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
