@@ -11,6 +11,7 @@ import functools
 import inspect
 import math
 import numbers
+import threading
 from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
@@ -229,6 +230,27 @@ class Optimizer:
         """
         # The state dicts are looked up by name in self.__dict__, in C++: a user who resets state
         # the book's way (opt.v = {}) is honoured, and no tuple is built per call.
+        # Two threads updating the same optimizer would race on its state arrays (the kernels run
+        # without the GIL): each optimizer runs one update() at a time. Separate optimizers run in
+        # parallel. Re-entrant, because user code run during validation (a key's __eq__) may call
+        # update() again on the same thread; a plain lock would deadlock there.
+        lock = self.__dict__.get("_lock") or self.__dict__.setdefault("_lock", threading.RLock())
+        with lock:
+            self._update(params, grads)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # copy.deepcopy and pickle: a lock cannot be copied (a copy gets its own, made on first
+        # use), nor can per-key views, which are rebuilt on demand.
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        if "_per_key_cache" in state:
+            state["_per_key_cache"] = ({}, {})
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    def _update(self, params: Params, grads: Grads) -> None:
         if self._schedule is not None:
             self.__dict__["lr"] = self._scheduled_lr(self._schedule)
             self.__dict__["_cached_scalars"] = None

@@ -6,6 +6,7 @@
 
 #include "bindings/active_level.hpp"
 #include "bindings/arrays.hpp"
+#include "bindings/without_gil.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/thread_pool.hpp"
 
@@ -51,8 +52,7 @@ double sum_of_squares(py::sequence arrays) {
   }
   std::vector<double> sums(chunks.size(), 0.0);
   const KernelTable table = active_level().table();
-  {
-    py::gil_scoped_release release;
+  without_gil([&] {
     auto run_chunk = [&](std::int64_t c) {
       const Chunk& chunk = chunks[static_cast<std::size_t>(c)];
       sums[static_cast<std::size_t>(c)] =
@@ -63,7 +63,7 @@ double sum_of_squares(py::sequence arrays) {
         runtime::threads_for(static_cast<double>(total) * 0.3, runtime::num_threads());
     runtime::parallel_for(static_cast<std::int64_t>(chunks.size()), threads,
                           runtime::ChunkFn(run_chunk), false);
-  }
+  });
   double total = 0;
   for (const double sum : sums) total = total + sum;  // in order: the same bits every time
   return total;

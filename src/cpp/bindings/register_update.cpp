@@ -26,6 +26,7 @@
 
 #include "bindings/active_level.hpp"
 #include "bindings/arrays.hpp"
+#include "bindings/without_gil.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/thread_pool.hpp"
 
@@ -318,8 +319,7 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
   const int threads = runtime::threads_for(work_ns, runtime::num_threads());
   const bool large = work_ns >= runtime::kLargeJobNs;
   if (work_ns > kReleaseGilAboveNs) {
-    py::gil_scoped_release release;
-    runtime::run_tasks(tasks, total, threads, large);
+    without_gil([&] { runtime::run_tasks(tasks, total, threads, large); });
   } else {
     runtime::run_tasks(tasks, total, threads, large);
   }
