@@ -18,10 +18,12 @@
 // held, when update() returns or throws.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <array>
 #include <deque>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "bindings/active_level.hpp"
@@ -377,6 +379,24 @@ void register_update(py::module_& m) {
       },
       py::arg("threads"), "Set the number of threads update() may use (process-wide).");
   m.def("get_num_threads", &runtime::num_threads, "The number of threads update() may use.");
+  m.def(
+      "_chunk_plan",
+      [](const std::vector<std::int64_t>& sizes, int threads) {
+        // Testing aid: how update() would split tasks of these sizes (no memory is touched).
+        std::vector<std::int64_t> starts(sizes.size() + 1, 0);
+        for (std::size_t t = 0; t < sizes.size(); ++t) starts[t + 1] = starts[t] + sizes[t];
+        const std::int64_t total = starts.back();
+        const std::int64_t chunk = runtime::chunk_size(total, threads);
+        std::vector<std::tuple<std::int64_t, std::size_t, std::int64_t, std::int64_t>> plan;
+        for (std::int64_t c = 0; c * chunk < total; ++c) {
+          runtime::pieces_of_chunk(starts, total, chunk, c, [&](const runtime::Piece& piece) {
+            plan.emplace_back(c, piece.task, piece.from, piece.to);
+          });
+        }
+        return py::make_tuple(chunk, plan);
+      },
+      py::arg("sizes"), py::arg("threads"),
+      "Testing aid: (chunk size, [(chunk, task, from, to)]) for tasks of these sizes.");
   m.def("_chunks_run_by_helpers", &runtime::chunks_run_by_helpers,
         "Testing aid: chunks run by helper threads since the process started.");
   m.def("available_cores", &runtime::available_cores,

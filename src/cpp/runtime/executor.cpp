@@ -28,30 +28,25 @@ int threads_for(double work_ns, int num_threads) {
   return static_cast<int>(std::max(1.0, std::min<double>(num_threads, most)));
 }
 
+std::int64_t chunk_size(std::int64_t total, int threads) {
+  std::int64_t chunk = (total + threads * kChunksPerThread - 1) / (threads * kChunksPerThread);
+  return (chunk + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum;
+}
+
 void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, bool large) {
   if (threads <= 1) {
     for (const Task& task : tasks) task.fn(task.scalars, task.ops, 0, task.size);
     return;
   }
-  // Task t covers [starts[t], starts[t + 1]) of the concatenated elements.
   std::vector<std::int64_t> starts(tasks.size() + 1, 0);
   for (std::size_t t = 0; t < tasks.size(); ++t) starts[t + 1] = starts[t] + tasks[t].size;
-
-  std::int64_t chunk = (total + threads * kChunksPerThread - 1) / (threads * kChunksPerThread);
-  chunk = (chunk + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum;
+  const std::int64_t chunk = chunk_size(total, threads);
   const std::int64_t num_chunks = (total + chunk - 1) / chunk;
-
   auto run_chunk = [&](std::int64_t c) {
-    const std::int64_t begin = c * chunk;
-    const std::int64_t end = std::min(total, begin + chunk);
-    // The first task that ends after `begin`.
-    std::size_t t = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), begin) -
-                                             starts.begin() - 1);
-    for (; t < tasks.size() && starts[t] < end; ++t) {
-      const std::int64_t from = std::max(begin, starts[t]) - starts[t];
-      const std::int64_t to = std::min(end, starts[t + 1]) - starts[t];
-      if (from < to) tasks[t].fn(tasks[t].scalars, tasks[t].ops, from, to);
-    }
+    pieces_of_chunk(starts, total, chunk, c, [&](const Piece& piece) {
+      const Task& task = tasks[piece.task];
+      task.fn(task.scalars, task.ops, piece.from, piece.to);
+    });
   };
   parallel_for(num_chunks, threads, ChunkFn(run_chunk), large);
 }

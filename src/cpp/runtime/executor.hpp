@@ -39,7 +39,43 @@ inline constexpr double kLargeJobNs = 250e3;
 // How many threads an update of `work_ns` nanoseconds uses, given the thread count setting.
 int threads_for(double work_ns, int num_threads);
 
+// The part of one task a chunk covers: elements [from, to) of task `task`.
+struct Piece {
+  std::size_t task;
+  std::int64_t from, to;
+};
+
+// How update() splits tasks of these sizes into chunks for `threads` threads: the chunk size, and
+// for each chunk the pieces of tasks it covers, in order. All arithmetic is 64-bit: arrays of more
+// than 2^31 elements are split whole (tested with such sizes, without allocating them).
+std::int64_t chunk_size(std::int64_t total, int threads);
+template <class Visit>
+void pieces_of_chunk(const std::vector<std::int64_t>& starts, std::int64_t total,
+                     std::int64_t chunk, std::int64_t c, Visit&& visit);
+
 // Runs every task over its whole size on up to `threads` threads; `large` as in parallel_for.
 void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, bool large);
+
+// starts[t] is where task t begins in the concatenation of all tasks (starts.back() == total).
+template <class Visit>
+void pieces_of_chunk(const std::vector<std::int64_t>& starts, std::int64_t total,
+                     std::int64_t chunk, std::int64_t c, Visit&& visit) {
+  const std::int64_t begin = c * chunk;
+  const std::int64_t end = begin + chunk < total ? begin + chunk : total;
+  // The last task that starts at or before `begin`.
+  std::size_t t = 0, hi = starts.size() - 1;
+  while (t + 1 < hi) {
+    const std::size_t mid = (t + hi) / 2;
+    if (starts[mid] <= begin)
+      t = mid;
+    else
+      hi = mid;
+  }
+  for (; t + 1 < starts.size() && starts[t] < end; ++t) {
+    const std::int64_t from = (begin > starts[t] ? begin : starts[t]) - starts[t];
+    const std::int64_t to = (end < starts[t + 1] ? end : starts[t + 1]) - starts[t];
+    if (from < to) visit(Piece{t, from, to});
+  }
+}
 
 }  // namespace fastopt::runtime
