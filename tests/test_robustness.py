@@ -119,7 +119,8 @@ def test_os_refusing_threads_falls_back_to_the_calling_thread(tmp_path):
         assert np.all(p == -0.1)
         print("ok")
     """,
-        env={"LD_PRELOAD": str(shim)},
+        # Appended, so a sanitizer runtime preloaded by tools/sanitize.sh stays first.
+        env={"LD_PRELOAD": ":".join(filter(None, [os.environ.get("LD_PRELOAD"), str(shim)]))},
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"

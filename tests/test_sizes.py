@@ -1,0 +1,38 @@
+"""Every size from 0 to 200 elements, for every optimizer: the tails and heads of every loop.
+
+Meant for tools/sanitize.sh, which runs it under AddressSanitizer at every SIMD level: a read or
+write past the end of an array fails there. Without sanitizers it still checks the values.
+"""
+
+from __future__ import annotations
+
+import fastopt
+import numpy as np
+import pytest
+from conftest import BOOK, LION_CASES, OPTIM_CASES, case_id, clone, pair
+from fastopt import reference
+
+CASES = [(name, {}, True) for name in BOOK] + [(n, o, False) for n, o in OPTIM_CASES + LION_CASES]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("name, options, book", CASES, ids=[case_id((n, o)) for n, o, _ in CASES])
+def test_every_size_from_0_to_200(name, options, book, dtype):
+    rng = np.random.default_rng(5)
+    # Each array is exactly its size (its own allocation), so a sanitizer sees any overrun.
+    params = {n: rng.standard_normal(n).astype(dtype) for n in range(201)}
+    params["fortran"] = np.asfortranarray(rng.standard_normal((13, 7)).astype(dtype))
+    if book:
+        fast, ref = pair(name)
+    else:
+        fast, ref = (
+            getattr(fastopt.optim, name)(**options),
+            getattr(reference.optim, name)(**options),
+        )
+    params_ref = clone(params)
+    for _ in range(2):
+        grads = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+        fast.update(params, grads)
+        ref.update(params_ref, grads)
+    for key in params:
+        np.testing.assert_allclose(params[key], params_ref[key], rtol=1e-4, atol=1e-6)
