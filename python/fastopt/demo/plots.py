@@ -31,6 +31,13 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def paths_figure(paths: dict, settings: dict, out: Path) -> Path:
     plt = _pyplot()
     columns = 3
@@ -60,11 +67,7 @@ def paths_figure(paths: dict, settings: dict, out: Path) -> Path:
     fig.suptitle(
         f"{bowl.STEPS} steps on f(x, y) = x²/20 + y² from (-7, 2); + marks the minimum", fontsize=11
     )
-    fig.tight_layout()
-    path = out / "paths.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "paths.png")
 
 
 def training_figure(runs: list, out: Path) -> Path:
@@ -87,11 +90,7 @@ def training_figure(runs: list, out: Path) -> Path:
     ax.set_title("A 64-100-100-10 ReLU network on scikit-learn's handwritten digits")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "training.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "training.png")
 
 
 def speed_figure(runs: list, out: Path) -> Path:
@@ -113,8 +112,4 @@ def speed_figure(runs: list, out: Path) -> Path:
     ax.set_xlabel("optimizer step: fastopt.reference time / fastopt time (median)")
     ax.set_title("How much faster fastopt's update() is, in the same training run")
     ax.set_xlim(0, max(ratios) * 1.15)
-    fig.tight_layout()
-    path = out / "speed.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, out / "speed.png")
