@@ -26,9 +26,10 @@ SIGNATURES = {
 def test_signature_matches_the_book(module, name):
     parameters = list(inspect.signature(getattr(module, name)).parameters.values())
     if module is fastopt:  # the options every fastopt optimizer adds, keyword-only, at the end
-        common = [(p.name, p.kind) for p in parameters[-2:]]
-        assert common == [(n, inspect.Parameter.KEYWORD_ONLY) for n in ("max_grad_norm", "per_key")]
-        parameters = parameters[:-2]
+        names = ("max_grad_norm", "per_key", "nonfinite")
+        common = [(p.name, p.kind) for p in parameters[-len(names) :]]
+        assert common == [(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
+        parameters = parameters[: -len(names)]
     assert [(p.name, p.default) for p in parameters] == SIGNATURES[name]
     for p in parameters:
         expected = p.KEYWORD_ONLY if p.name == "eps" else p.POSITIONAL_OR_KEYWORD

@@ -108,12 +108,14 @@ SIGNATURES = {
 
 
 def signature_of(cls) -> str:
-    """The signature as text, without max_grad_norm (every fastopt optimizer has it)."""
+    """The signature as text, without the options every fastopt optimizer has (COMMON_OPTIONS)."""
     import inspect
+
+    from fastopt._base import COMMON_OPTIONS
 
     words = []
     for p in inspect.signature(cls).parameters.values():
-        if p.name in ("max_grad_norm", "per_key"):
+        if p.name in COMMON_OPTIONS:
             continue
         star = "*" if p.kind == p.KEYWORD_ONLY else ""
         words.append(f"{star}{p.name}={p.default!r}")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import OPTIM_CASES, OPTIM_SHAPES, case_id
 from fastopt import optim
+from fastopt._base import COMMON_OPTIONS
 from test_optim import SIGNATURES
 
 torch = pytest.importorskip("torch")
@@ -84,7 +85,7 @@ def test_signatures_are_torchs(name):
     mine = [
         (p.name, p.default)
         for p in inspect.signature(getattr(optim, name)).parameters.values()
-        if p.name not in ("max_grad_norm", "per_key")  # fastopt's own option, on every optimizer
+        if p.name not in COMMON_OPTIONS  # fastopt's own options, on every optimizer
     ]
     assert dict(mine) == dict(theirs)
     positional = [

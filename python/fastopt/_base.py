@@ -75,30 +75,48 @@ def optional_positive(name: str, value: Any) -> float | None:
     return None if value is None else positive(name, value)
 
 
+# What update() does when a grad holds inf or nan (every optimizer's keyword-only nonfinite=), as
+# the core's code for it.
+NONFINITE_MODES = {"propagate": 0, "skip": 1, "raise": 2}
+_KNOWN_FINITE = 4  # added to the code when the grads' norm, taken for clipping, was finite
+
+
+def nonfinite_mode(name: str, value: Any) -> str:
+    """One of NONFINITE_MODES."""
+    if not isinstance(value, str) or value not in NONFINITE_MODES:
+        raise ValueError(f"{name} must be one of {sorted(NONFINITE_MODES)}; got {value!r}")
+    return value
+
+
+# The keyword-only options every optimizer has, after its own parameters, with their defaults.
+COMMON_OPTIONS = {"max_grad_norm": None, "per_key": None, "nonfinite": "propagate"}
+
+
 def _with_common_options(init: Callable[..., None]) -> Callable[..., None]:
-    """Give a constructor the keyword-only options every optimizer has (max_grad_norm)."""
+    """Give a constructor the keyword-only options every optimizer has (COMMON_OPTIONS)."""
 
     @functools.wraps(init)
-    def __init__(
-        self: Optimizer,
-        *args: Any,
-        max_grad_norm: float | None = None,
-        per_key: Mapping[Any, Mapping[str, Any]] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self: Optimizer, *args: Any, **kwargs: Any) -> None:
+        options = {name: kwargs.pop(name, default) for name, default in COMMON_OPTIONS.items()}
         init(self, *args, **kwargs)
-        self.max_grad_norm = max_grad_norm
-        self.per_key = per_key
+        for name, value in options.items():
+            setattr(self, name, value)
 
     signature = inspect.signature(init)
     options = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None)
-        for name in ("max_grad_norm", "per_key")
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+        for name, default in COMMON_OPTIONS.items()
     ]
     __init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[*signature.parameters.values(), *options]
     )
     return __init__
+
+
+_OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "max_grad_norm": optional_positive,
+    "nonfinite": nonfinite_mode,
+}
 
 
 def closed_unit_interval(name: str, value: Any) -> float:
@@ -170,6 +188,10 @@ class Optimizer:
     last_grad_norm: float | None = None
     # Per-key settings (every optimizer's keyword-only per_key=): {key or predicate: {name: value}}.
     per_key: dict[Any, dict[str, Any]] | None = None
+    # Non-finite grads (every optimizer's keyword-only nonfinite=): "propagate" (the book's
+    # behaviour), "skip" (the update is not made; skipped_updates counts it) or "raise".
+    nonfinite: str = "propagate"
+    skipped_updates: int = 0
     # Hyperparameters a class cannot vary per key (they feed state shared by all keys).
     _shared_hyperparameters: ClassVar[tuple[str, ...]] = ()
 
@@ -188,7 +210,7 @@ class Optimizer:
             object.__setattr__(self, name, self._checked_per_key(value))
             self.__dict__["_per_key_cache"] = ({}, {})  # key -> settings, settings -> optimizer
             return
-        check = optional_positive if name == "max_grad_norm" else self._hyperparameters.get(name)
+        check = _OPTION_CHECKS.get(name) or self._hyperparameters.get(name)
         value = value if check is None else check(name, value)
         if name == "lr":
             self.__dict__["_schedule"] = value if callable(value) else None
@@ -218,8 +240,17 @@ class Optimizer:
             param's is converted first (a copy: the slow path). A grad that overlaps its param's
             memory is copied first, so the result is as if it had been read before the update.
 
+        With ``nonfinite="skip"`` or ``"raise"`` every grad is first checked for inf and nan (for
+        free when ``max_grad_norm`` is set: the norm's pass tells). "skip" then makes no update at
+        all (no param, state, step count or schedule position changes) and adds one to
+        ``skipped_updates``; "raise" raises. The default, "propagate", is the book's behaviour:
+        the values flow into the params.
+
         Raises
         ------
+        FloatingPointError
+            ``nonfinite="raise"`` and a grad holds inf or nan: the message names its key. Nothing
+            has changed.
         KeyError
             A param key has no grad.
         TypeError
@@ -260,12 +291,17 @@ class Optimizer:
             if self._constant_scalars:
                 self.__dict__["_cached_scalars"] = scalars
         per_key = self._per_key_kernels(params) if self.per_key else None
+        nonfinite = NONFINITE_MODES[self.nonfinite]
         grad_scale, norm = 1.0, None
         if self.max_grad_norm is not None:
             norm = global_norm({key: grads[key] for key in params if key in grads})
             scale = self.max_grad_norm / (norm + 1e-6)  # torch's clip_grad_norm_ coefficient
             grad_scale = 1.0 if scale >= 1.0 else scale  # not min(): a nan norm must propagate
-        _core.update(
+            # A finite norm (a sum of squares in double) means every grad is finite: the check
+            # for skip/raise comes free with the norm's pass, and the core makes no pass of its own.
+            if math.isfinite(norm):
+                nonfinite |= _KNOWN_FINITE
+        applied = _core.update(
             self._kernel_index,
             params,
             grads,
@@ -274,8 +310,12 @@ class Optimizer:
             scalars,
             grad_scale,
             per_key,
+            nonfinite,
         )
         self.__dict__["last_grad_norm"] = norm
+        if not applied:  # nonfinite="skip" and a grad held inf or nan: nothing else changes
+            self.__dict__["skipped_updates"] = self.skipped_updates + 1
+            return
         self._advance()
         self.__dict__["_updates"] = self._updates + 1
 

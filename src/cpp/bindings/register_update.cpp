@@ -3,6 +3,10 @@
 // Phases, in this order, so that bad input changes nothing:
 //   1. validate: walk the keys once with the GIL held; check every param, grad and state; convert
 //      grads that need it; make (but do not insert) missing state arrays. Any error raises here.
+//   1b. with nonfinite="skip" or "raise": check every grad (as converted) for inf and nan in one
+//      read-only pass, unless the caller already knows them finite (their norm, taken for
+//      clipping, was finite). A non-finite grad raises FloatingPointError ("raise") or returns
+//      False ("skip"), here, before anything is committed.
 //   2. commit: insert the new state arrays into the optimizer's state dicts.
 //   3. run: with the GIL released (when the work is large enough to be worth it), run the kernels
 //      on the thread pool. No Python object is touched in this phase; `keep` holds a reference to
@@ -21,6 +25,7 @@
 #include <pybind11/stl.h>
 
 #include <array>
+#include <cmath>
 #include <deque>
 #include <string>
 #include <tuple>
@@ -56,9 +61,18 @@ struct ScalarParam {
 // The per-call vectors, kept between calls so that an update allocates nothing in the common case
 // (two allocations were ~5% of a 22-array update). One per thread; a re-entrant call (Python code
 // run during validation, e.g. a user's __eq__, calling update() again) gets fresh vectors instead.
+// Where a task came from: the key to name in an error, and the dtype of its arrays.
+struct TaskOrigin {
+  PyObject* key;  // owned by `keep`
+  Dtype dtype;
+};
+
 struct Scratch {
   std::vector<runtime::Task> tasks;
+  std::vector<TaskOrigin> origins;  // one per task
   std::vector<py::object> keep;
+  std::vector<runtime::Task> checks;  // the non-finite check's tasks, one per task
+  std::vector<unsigned char> found;   // their results
   bool in_use = false;
 
   class Lease {
@@ -71,6 +85,8 @@ struct Scratch {
     }
     ~Lease() {
       scratch_->tasks.clear();
+      scratch_->origins.clear();
+      scratch_->checks.clear();
       scratch_->keep.clear();  // drops the references, with the GIL held (update() holds it here)
       scratch_->in_use = false;
       if (owned_) delete scratch_;
@@ -187,8 +203,74 @@ void read_scalars(PyObject* tuple, int expected, double* out) {
   }
 }
 
-void update(int kernel, py::handle params, py::handle grads, py::handle owner,
-            py::handle state_names, py::handle scalars, double grad_scale, py::handle per_key) {
+// update()'s nonfinite argument: what to do about inf or nan in a grad. kKnownFinite may be added
+// to skip or raise when the caller has already seen every grad finite (their norm was finite):
+// then only grads converted here (a float64 1e300 becomes inf in float32) need the check.
+enum Nonfinite : long { kPropagate = 0, kSkip = 1, kRaise = 2, kKnownFinite = 4 };
+
+// Runs `work` with the GIL released when it is long enough that other Python threads gain.
+template <class Work>
+void run_released_if_large(double work_ns, Work&& work) {
+  if (work_ns > kReleaseGilAboveNs) {
+    without_gil(work);
+  } else {
+    work();
+  }
+}
+
+// The first task (in params' order) whose grad holds inf or nan, or -1. One read-only pass over
+// the grads, split across threads like the update itself; each task's answer is exact whatever
+// the split, so the task found is the same for every thread count and SIMD level.
+std::int64_t first_nonfinite(const KernelTable& table, Scratch& scratch, std::int64_t total,
+                             double work_ns) {
+  const std::size_t n = scratch.tasks.size();
+  scratch.found.assign(n, 0);
+  scratch.checks.clear();
+  for (std::size_t t = 0; t < n; ++t) {
+    const runtime::Task& task = scratch.tasks[t];
+    runtime::Task check{table.flag_nonfinite[static_cast<int>(scratch.origins[t].dtype)],
+                        nullptr,
+                        {nullptr, task.ops.grad, {&scratch.found[t], nullptr, nullptr}, 1.0},
+                        task.size};
+    scratch.checks.push_back(check);
+  }
+  const int threads = runtime::threads_for(work_ns, runtime::num_threads());
+  run_released_if_large(work_ns, [&] {
+    runtime::run_tasks(scratch.checks, total, threads, work_ns >= runtime::kLargeJobNs);
+  });
+  for (std::size_t t = 0; t < n; ++t) {
+    if (scratch.found[t]) return static_cast<std::int64_t>(t);
+  }
+  return -1;
+}
+
+template <class T>
+std::string describe_nonfinite(const T* x, std::int64_t size) {
+  std::int64_t nans = 0, infs = 0;
+  for (std::int64_t i = 0; i < size; ++i) {
+    nans += std::isnan(x[i]);
+    infs += std::isinf(x[i]);
+  }
+  return std::to_string(nans) + " nan and " + std::to_string(infs) + " inf among " +
+         std::to_string(size) + " elements";
+}
+
+[[noreturn]] void raise_nonfinite(const runtime::Task& task, const TaskOrigin& origin) {
+  const std::string counts =
+      origin.dtype == Dtype::kFloat32
+          ? describe_nonfinite(static_cast<const float*>(task.ops.grad), task.size)
+          : describe_nonfinite(static_cast<const double*>(task.ops.grad), task.size);
+  PyErr_SetString(PyExc_FloatingPointError,
+                  ("grads[" + std::string(py::repr(origin.key)) + "] is not finite (" + counts +
+                   "); nothing was updated (nonfinite='raise')")
+                      .c_str());
+  throw py::error_already_set();
+}
+
+// Returns false when the update was skipped (nonfinite="skip" and a grad held inf or nan).
+bool update(int kernel, py::handle params, py::handle grads, py::handle owner,
+            py::handle state_names, py::handle scalars, double grad_scale, py::handle per_key,
+            long nonfinite) {
   if (!PyTuple_Check(state_names.ptr()) || !PyTuple_Check(scalars.ptr())) {
     throw py::type_error("internal error: state_names and scalars must be tuples");
   }
@@ -237,8 +319,11 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
   keep.reserve(static_cast<std::size_t>(num_keys) * (2 + num_states));
   std::vector<PendingState> pending;
   std::vector<ScalarParam> scalar_params;
+  std::vector<TaskOrigin>& origins = lease->origins;
   std::int64_t total = 0;
   double work_ns = 0;
+  double check_ns = 0;
+  bool converted = false;  // a grad was converted or copied here: not what the caller checked
 
   PyObject* key;
   PyObject* value;
@@ -289,6 +374,7 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
     if (!grad_fits(grad, param)) {
       keep.push_back(check_grad(key, grad, span()));  // raises, or converts
       grad = keep.back().ptr();
+      converted = true;
     }
     task.ops.grad = py::detail::array_proxy(grad)->data;
 
@@ -307,8 +393,20 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
     }
     if (param.size > 0) {
       tasks.push_back(task);
+      origins.push_back({key, param.dtype});
       total += param.size;
       work_ns += static_cast<double>(param.size) * runtime::ns_per_element(row, param.dtype);
+      check_ns += static_cast<double>(param.size) * runtime::ns_per_read(param.dtype);
+    }
+  }
+
+  // 1b. non-finite grads
+  const long mode = nonfinite & ~kKnownFinite;
+  if (mode != kPropagate && (converted || !(nonfinite & kKnownFinite))) {
+    const std::int64_t bad = first_nonfinite(table, *lease.operator->(), total, check_ns);
+    if (bad >= 0) {
+      if (mode == kRaise) raise_nonfinite(tasks[bad], origins[bad]);
+      return false;
     }
   }
 
@@ -320,17 +418,14 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
   // 3. run
   const int threads = runtime::threads_for(work_ns, runtime::num_threads());
   const bool large = work_ns >= runtime::kLargeJobNs;
-  if (work_ns > kReleaseGilAboveNs) {
-    without_gil([&] { runtime::run_tasks(tasks, total, threads, large); });
-  } else {
-    runtime::run_tasks(tasks, total, threads, large);
-  }
+  run_released_if_large(work_ns, [&] { runtime::run_tasks(tasks, total, threads, large); });
 
   // 4. write back scalar params
   for (const ScalarParam& scalar : scalar_params) {
     py::object result = py::reinterpret_borrow<py::array>(scalar.work)[py::tuple()];
     if (PyDict_SetItem(params.ptr(), scalar.key, result.ptr()) != 0) throw py::error_already_set();
   }
+  return true;
 }
 
 // update() as a plain METH_FASTCALL function: pybind11's general dispatcher (overload resolution,
@@ -338,14 +433,19 @@ void update(int kernel, py::handle params, py::handle grads, py::handle owner,
 // 22-array update, for a function that only ever takes six positional handles.
 PyObject* update_fastcall(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
   try {
-    if (nargs < 6 || nargs > 8) throw py::type_error("update() takes 6 to 8 positional arguments");
+    if (nargs < 6 || nargs > 9) throw py::type_error("update() takes 6 to 9 positional arguments");
     const long kernel = PyLong_AsLong(args[0]);
     if (kernel == -1 && PyErr_Occurred()) throw py::error_already_set();
     const double grad_scale = nargs >= 7 ? PyFloat_AsDouble(args[6]) : 1.0;
     if (grad_scale == -1.0 && PyErr_Occurred()) throw py::error_already_set();
-    update(static_cast<int>(kernel), args[1], args[2], args[3], args[4], args[5], grad_scale,
-           nargs == 8 ? args[7] : Py_None);
-    Py_RETURN_NONE;
+    const long nonfinite = nargs >= 9 ? PyLong_AsLong(args[8]) : kPropagate;
+    if (nonfinite == -1 && PyErr_Occurred()) throw py::error_already_set();
+    if ((nonfinite & ~kKnownFinite) < kPropagate || (nonfinite & ~kKnownFinite) > kRaise) {
+      throw py::value_error("internal error: nonfinite must be 0, 1 or 2, plus 4");
+    }
+    const bool applied = update(static_cast<int>(kernel), args[1], args[2], args[3], args[4],
+                                args[5], grad_scale, nargs >= 8 ? args[7] : Py_None, nonfinite);
+    return py::bool_(applied).release().ptr();
   } catch (py::error_already_set& error) {
     error.restore();
   } catch (const py::builtin_exception& error) {
@@ -360,10 +460,12 @@ PyMethodDef g_update_def = {
     "update", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&update_fastcall)),
     METH_FASTCALL,
     "update($module, kernel, params, grads, owner, state_names, scalars, grad_scale=1.0, "
-    "per_key=None, /)"
+    "per_key=None, nonfinite=0, /)"
     "\n--\n\n"
     "Apply kernel `kernel` to every key of `params` in place. The state dicts are the entries "
-    "`state_names` of the dict `owner` (the optimizer's __dict__); see fastopt.optimizers."};
+    "`state_names` of the dict `owner` (the optimizer's __dict__); see fastopt.optimizers. "
+    "nonfinite: 0 propagate, 1 skip, 2 raise, plus 4 if the grads are known finite. Returns "
+    "False if the update was skipped, else True."};
 
 }  // namespace
 

@@ -1,4 +1,5 @@
-// Reductions: the sum of squares behind a gradient norm, in an order fixed by the data alone.
+// Reductions: the sum of squares behind a gradient norm, in an order fixed by the data alone; and
+// the check for non-finite gradients behind every optimizer's nonfinite="skip" | "raise".
 //
 // A norm must have the same bits for every thread count and SIMD level. So the sum is taken over
 // chunks of a fixed size (kNormChunk elements of one array; the runtime sums the chunks' results
@@ -12,6 +13,10 @@
 #endif
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/table.hpp"
 
 namespace fastopt::FASTOPT_LEVEL_NS {
 
@@ -35,6 +40,42 @@ double sum_of_squares(const void* data, std::int64_t begin, std::int64_t end) {
   double total = 0;
   for (int k = 0; k < kLanes; ++k) total = total + lane[k];
   return total;
+}
+
+// A KernelFn that reads grad elements [begin, end) and sets the byte ops.state[0] points at to 1 if
+// any is inf or nan. It only reads (one stream), writes nothing else, and its answer does not
+// depend on how the elements are split into chunks, so it is deterministic across thread counts.
+//
+// The test is on the bits, not on floating-point compares: an element is non-finite exactly when
+// its exponent field is all ones, and then adding one unit of the lowest exponent bit to that field
+// carries into the sign bit. So OR-ing (bits & exponent) + lowest-exponent-bit over a block and
+// testing the sign bit of the result needs only and, add and or: no compare, no floating-point
+// exception flag, and 64-bit lanes vectorize even at the baseline level (SSE2 has no 64-bit
+// compare). The loop stops at the first block holding a non-finite value.
+template <class T>
+void flag_nonfinite(const double* /*scalars*/, const Operands& ops, std::int64_t begin,
+                    std::int64_t end) {
+  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  constexpr int kBits = 8 * sizeof(T);
+  constexpr int kMantissa = sizeof(T) == 4 ? 23 : 52;
+  constexpr U kLowestExponentBit = U(1) << kMantissa;
+  constexpr U kExponent = (~U(0) >> 1) & ~(kLowestExponentBit - 1);
+  constexpr std::int64_t kBlock = 2048;  // elements between early-exit tests: 8-16 KiB, in L1
+  const T* __restrict x = static_cast<const T*>(ops.grad);
+  for (std::int64_t start = begin; start < end; start += kBlock) {
+    const std::int64_t stop = end - start < kBlock ? end : start + kBlock;
+    U any = 0;
+    for (std::int64_t i = start; i < stop; ++i) {
+      U bits;
+      std::memcpy(&bits, x + i, sizeof bits);
+      any |= (bits & kExponent) + kLowestExponentBit;
+    }
+    if (any >> (kBits - 1)) {
+      // Several chunks may find one at once: a relaxed atomic store of the same value.
+      __atomic_store_n(static_cast<unsigned char*>(ops.state[0]), 1, __ATOMIC_RELAXED);
+      return;
+    }
+  }
 }
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS

@@ -54,6 +54,8 @@ struct KernelTable {
   const KernelRow* rows;
   int size;
   SumSquaresFn sum_squares[kNumDtypes];
+  // Reads ops.grad only; sets *(unsigned char*)ops.state[0] = 1 if an element is inf or nan.
+  KernelFn flag_nonfinite[kNumDtypes];
 };
 
 }  // namespace fastopt

@@ -27,6 +27,8 @@ struct Task {
 // every ~0.25 ns in float32 and ~0.6 ns in float64. It only decides how many threads to use, never
 // what is computed.
 double ns_per_element(const KernelRow& row, Dtype dtype);
+// The same for a pass that only reads one array (the non-finite check).
+double ns_per_read(Dtype dtype);
 
 // The least work worth giving to one more thread. A helper that is awake (calls back to back)
 // joins within a microsecond or two and a chunk hand-off costs about as much; 20 us keeps that

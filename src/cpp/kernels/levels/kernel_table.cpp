@@ -50,7 +50,10 @@ struct Table {
 
 KernelTable kernel_table() {
   static const Table table;  // built once, at import, before any thread can use it
-  return {table.rows, table.count, {&sum_of_squares<float>, &sum_of_squares<double>}};
+  return {table.rows,
+          table.count,
+          {&sum_of_squares<float>, &sum_of_squares<double>},
+          {&flag_nonfinite<float>, &flag_nonfinite<double>}};
 }
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS
