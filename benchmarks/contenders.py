@@ -86,8 +86,8 @@ def _default_states(cls) -> int:
     return len(opt._state_names)
 
 
-def fastopt_step(shapes, dtype, optimizer: str) -> Step:
-    return _numpy_step(getattr(fastopt, optimizer), shapes, dtype)
+def fastopt_step(shapes, dtype, optimizer: str, **options) -> Step:
+    return _numpy_step(lambda: getattr(fastopt, optimizer)(**options), shapes, dtype)
 
 
 def ceiling_step(shapes, dtype, optimizer: str) -> Step:
@@ -98,11 +98,15 @@ def reference_step(shapes, dtype, optimizer: str) -> Step:
     return _numpy_step(getattr(reference, optimizer), shapes, dtype)
 
 
-def torch_step(shapes, dtype, optimizer: str, mode: str, native: bool = False) -> Step | None:
+def torch_step(
+    shapes, dtype, optimizer: str, mode: str, native: bool = False, check_finite: bool = False
+) -> Step | None:
     """torch.optim with fused=True or foreach=True; None when torch or that mode is missing.
 
     `optimizer` is a book name (mapped to its torch counterpart) or, with native=True, a
-    torch.optim name used as it is, with its default options.
+    torch.optim name used as it is, with its default options. check_finite=True skips the step
+    when a grad holds inf or nan the way torch.amp.GradScaler does: one fused check-and-unscale
+    pass over the grads (torch._amp_foreach_non_finite_check_and_unscale_, unscaling by 1).
     """
     if torch is None:
         return None
@@ -117,11 +121,18 @@ def torch_step(shapes, dtype, optimizer: str, mode: str, native: bool = False) -
     except (RuntimeError, TypeError, ValueError):  # e.g. no fused CPU kernel for this algorithm
         return None
     calls = [0]
+    found_inf, inv_scale = torch.zeros(1), torch.ones(1)
 
     def step() -> None:
         calls[0] += 1
         for tensor, grad in zip(tensors, grads[calls[0] & 1]):
             tensor.grad = grad
+        if check_finite:
+            torch._amp_foreach_non_finite_check_and_unscale_(
+                grads[calls[0] & 1], found_inf, inv_scale
+            )
+            if found_inf.item():
+                return
         opt.step()
 
     return step

@@ -180,6 +180,50 @@ def torch_family(repeats: int, size: int) -> Table:
     return table
 
 
+def nonfinite(repeats: int, size: int) -> Table:
+    table = Table(
+        "nonfinite='skip' (the check for inf and nan grads) against the default 'propagate'",
+        "Target: no second pass over the grads unless it is free. With max_grad_norm the norm's "
+        "pass is the check (x_clip_skip ~ 1.00); without it, skip reads the grads once more "
+        "(x_skip > 1). torch: GradScaler's check-and-unscale pass, then the fused step.",
+    )
+    cases = [
+        ("Adam", [(size,)], np.float32, 1),
+        ("Adam", [(size,)], np.float32, 2),
+        ("SGD", [(size,)], np.float32, 1),
+        ("Adam", TWO_LAYER_NET, np.float64, fastopt.get_num_threads()),
+        ("Adam", [(8,)] * 22, np.float64, 1),
+    ]
+    for optimizer, shapes, dtype, count in cases:
+        runs = {
+            "propagate": cs.fastopt_step(shapes, dtype, optimizer),
+            "skip": cs.fastopt_step(shapes, dtype, optimizer, nonfinite="skip"),
+            "clip": cs.fastopt_step(shapes, dtype, optimizer, max_grad_norm=1e9),
+            "clip+skip": cs.fastopt_step(
+                shapes, dtype, optimizer, max_grad_norm=1e9, nonfinite="skip"
+            ),
+            "torch fused": cs.torch_step(shapes, dtype, optimizer, "fused"),
+            "torch fused+check": cs.torch_step(
+                shapes, dtype, optimizer, "fused", check_finite=True
+            ),
+        }
+        with cs.threads(count):
+            t = interleaved({k: v for k, v in runs.items() if v is not None}, repeats)
+        elements = sum(int(np.prod(s)) for s in shapes)
+        table.add(
+            case=f"{optimizer} {np.dtype(dtype).name} {len(shapes)}x{elements // len(shapes):,}",
+            threads=count,
+            propagate_us=t["propagate"] * 1e6,
+            skip_us=t["skip"] * 1e6,
+            x_skip=t.ratio("skip", "propagate"),
+            clip_us=t["clip"] * 1e6,
+            x_clip_skip=t.ratio("clip+skip", "clip"),
+            torch_x_check=t.ratio("torch fused+check", "torch fused"),
+            torch_check_vs_skip=t.ratio("torch fused+check", "skip"),
+        )
+    return table
+
+
 def sweep(repeats: int, exponents, out: list) -> Table:
     table = Table(
         f"Sweep: every optimizer, sizes 2^{exponents[0]} to 2^{exponents[-1]}, "
@@ -221,7 +265,7 @@ def main(argv=None) -> int:
         "--only",
         nargs="*",
         help="run only these sections",
-        choices=["large", "networks", "overhead", "every", "optim", "sweep"],
+        choices=["large", "networks", "overhead", "every", "optim", "nonfinite", "sweep"],
     )
     args = parser.parse_args(argv)
     if args.repeats < 7 and not args.quick:
@@ -243,6 +287,7 @@ def main(argv=None) -> int:
         "overhead": lambda: call_overhead(args.repeats),
         "every": lambda: every_optimizer(args.repeats, 1 << (16 if args.quick else 20)),
         "optim": lambda: torch_family(args.repeats, 1 << (16 if args.quick else 20)),
+        "nonfinite": lambda: nonfinite(args.repeats, large),
     }
     tables, points = [], []
     for name, section in sections.items():

@@ -40,6 +40,15 @@ def test_norm_accepts_any_real_layout_and_dtype(rng):
     as_given = {"a": base[::2, ::3], "b": np.arange(10, dtype=np.int16), "c": base.astype(">f8")}
     as_float64 = {k: np.ascontiguousarray(v, dtype=np.float64) for k, v in as_given.items()}
     assert fastopt.global_norm(as_given) == fastopt.global_norm(as_float64)
+    # Scalar grads (of scalar params) count too; half precision is widened, not dropped.
+    scalars = {"s": 2.0, "t": np.float16(3.0), "u": 4, "v": np.float32(1.5)}
+    assert fastopt.global_norm(scalars) == math.sqrt(4 + 9 + 16 + 2.25)
+
+
+@pytest.mark.parametrize("value", [np.complex128(1.0), 1j, True, "1", [1.0]])
+def test_norm_rejects_what_is_not_real_naming_the_key(value):
+    with pytest.raises(TypeError, match=r"grads\['k'\]"):
+        fastopt.global_norm({"a": np.ones(2), "k": value})
 
 
 @pytest.mark.parametrize("max_norm", [0.5, 1e6])

@@ -22,10 +22,13 @@ Grads = MutableMapping[Hashable, Any]
 def _float_arrays(grads: Grads, writeable: bool) -> dict[Hashable, np.ndarray]:
     arrays = {}
     for key, value in grads.items():
+        if not writeable and isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            arrays[key] = value  # the common case, in as few operations as possible
+            continue
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
             if (
                 writeable
-                or not isinstance(value, (int, float, np.number))
+                or not isinstance(value, (int, float, np.integer, np.floating))
                 or isinstance(value, bool)
             ):
                 raise TypeError(
@@ -43,16 +46,9 @@ def _float_arrays(grads: Grads, writeable: bool) -> dict[Hashable, np.ndarray]:
 
 def global_norm(grads: Grads) -> float:
     """The L2 norm of all gradients together: sqrt of the sum of every element squared."""
-    arrays = _float_arrays(grads, writeable=False)
-    prepared = []
-    for value in arrays.values():
-        value = np.asarray(value)
-        if value.dtype not in (np.float32, np.float64) or not value.dtype.isnative:
-            value = value.astype(np.float64)
-        if not (value.flags.c_contiguous or value.flags.f_contiguous) or not value.flags.aligned:
-            value = np.ascontiguousarray(value)
-        prepared.append(value)
-    return math.sqrt(_core.sum_of_squares(prepared))
+    # The core reads float32/float64 arrays in place and converts anything else (ints, scalars,
+    # other layouts) to float64 itself.
+    return math.sqrt(_core.sum_of_squares(list(_float_arrays(grads, writeable=False).values())))
 
 
 def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = False) -> float:

@@ -62,14 +62,25 @@ void flag_nonfinite(const double* /*scalars*/, const Operands& ops, std::int64_t
   constexpr U kExponent = (~U(0) >> 1) & ~(kLowestExponentBit - 1);
   constexpr std::int64_t kBlock = 2048;  // elements between early-exit tests: 8-16 KiB, in L1
   const T* __restrict x = static_cast<const T*>(ops.grad);
+  // Has the sign bit set exactly when element i is inf or nan.
+  auto marked = [x](std::int64_t i) {
+    U bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    return (bits & kExponent) + kLowestExponentBit;
+  };
   for (std::int64_t start = begin; start < end; start += kBlock) {
     const std::int64_t stop = end - start < kBlock ? end : start + kBlock;
-    U any = 0;
-    for (std::int64_t i = start; i < stop; ++i) {
-      U bits;
-      std::memcpy(&bits, x + i, sizeof bits);
-      any |= (bits & kExponent) + kLowestExponentBit;
+    // Sixteen independent lanes (several vector registers at every level), so the loop is not one
+    // chain of dependent ORs: that ran at 50 GB/s from L1/L2 here, this at ~68.
+    constexpr int kLanes = 16;
+    U lane[kLanes] = {};
+    std::int64_t i = start;
+    for (; i + kLanes <= stop; i += kLanes) {
+      for (int k = 0; k < kLanes; ++k) lane[k] |= marked(i + k);
     }
+    U any = 0;
+    for (; i < stop; ++i) any |= marked(i);
+    for (int k = 0; k < kLanes; ++k) any |= lane[k];
     if (any >> (kBits - 1)) {
       // Several chunks may find one at once: a relaxed atomic store of the same value.
       __atomic_store_n(static_cast<unsigned char*>(ops.state[0]), 1, __ATOMIC_RELAXED);
