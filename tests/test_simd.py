@@ -54,6 +54,19 @@ for case, (name, options) in enumerate(OPTIM_CASES + LION_CASES):
 grads = {n: rng.standard_normal(n) for n in (1, 7, 8191, 8192, 8193, 30_001)}
 out["norm"] = np.array(fastopt.global_norm(grads))
 out["norm32"] = np.array(fastopt.global_norm({k: v.astype(np.float32) for k, v in grads.items()}))
+found, expected = [], []
+for dtype in (np.float32, np.float64):
+    for size in (1, 7, 8, 9, 15, 16, 17, 31, 33, 2047, 2048, 2049, 5000):
+        for position in sorted({0, size // 2, size - 1}):
+            for bad in (np.nan, np.inf, -np.inf, None):
+                grad = np.full(size, np.finfo(dtype).max, dtype)
+                if bad is not None:
+                    grad[position] = bad
+                opt = fastopt.SGD(lr=0.0, nonfinite="skip")
+                opt.update({"x": np.ones(size, dtype)}, {"x": grad})
+                found.append(opt.skipped_updates)
+                expected.append(int(bad is not None))
+out["nonfinite"], out["nonfinite_expected"] = np.array(found), np.array(expected)
 np.savez(sys.argv[1], **out)
 """
 
@@ -77,6 +90,7 @@ def level_result(level: str, folder: Path) -> dict:
     assert done.returncode == 0, done.stderr
     result = dict(np.load(out))
     assert str(result.pop("level")) == level
+    assert np.array_equal(result["nonfinite"], result["nonfinite_expected"])  # inf/nan found
     return result
 
 

@@ -36,3 +36,19 @@ def test_every_size_from_0_to_200(name, options, book, dtype):
         ref.update(params_ref, grads)
     for key in params:
         np.testing.assert_allclose(params[key], params_ref[key], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
+def test_nonfinite_check_reads_every_size_exactly(dtype):
+    # nonfinite="skip" reads every grad before any update: each grad is exactly its size, so a
+    # sanitizer sees an overrun, and the inf at its last element must be found.
+    for size in range(1, 201):
+        params = {"x": np.ones(size, dtype)}
+        finite = {"x": np.full(size, 2.0, dtype)}
+        bad = {"x": np.full(size, 2.0, dtype)}
+        bad["x"][-1] = np.inf
+        opt = fastopt.SGD(lr=0.5, nonfinite="skip")
+        opt.update(params, bad)
+        assert opt.skipped_updates == 1 and np.all(params["x"] == 1.0), size
+        opt.update(params, finite)
+        assert opt.skipped_updates == 1 and np.all(params["x"] == 0.0), size
