@@ -97,18 +97,25 @@ def test_agrees_with_the_reference(choice, data, dtype, entries, steps, seed):
 
 
 BAD = {
-    "missing grad": (lambda p, g: g.pop("bad"), KeyError),
+    "missing grad": (lambda o, p, g: g.pop("bad"), KeyError),
     "grad of another shape": (
-        lambda p, g: g.__setitem__("bad", np.ones(p["bad"].size + 1)),
+        lambda o, p, g: g.__setitem__("bad", np.ones(p["bad"].size + 1)),
         ValueError,
     ),
-    "complex grad": (lambda p, g: g.__setitem__("bad", g["bad"].astype(complex)), TypeError),
-    "read-only param": (lambda p, g: p["bad"].setflags(write=False), ValueError),
+    "complex grad": (lambda o, p, g: g.__setitem__("bad", g["bad"].astype(complex)), TypeError),
+    "read-only param": (lambda o, p, g: p["bad"].setflags(write=False), ValueError),
     "strided param": (
-        lambda p, g: p.__setitem__("bad", np.ones(2 * p["bad"].size)[::2]),
+        lambda o, p, g: p.__setitem__("bad", np.ones(2 * p["bad"].size)[::2]),
         ValueError,
     ),
-    "integer param": (lambda p, g: p.__setitem__("bad", np.ones(p["bad"].shape, int)), TypeError),
+    "integer param": (
+        lambda o, p, g: p.__setitem__("bad", np.ones(p["bad"].shape, int)),
+        TypeError,
+    ),
+    "nan grad, nonfinite='raise'": (
+        lambda o, p, g: (setattr(o, "nonfinite", "raise"), g["bad"].__setitem__(-1, np.nan)),
+        FloatingPointError,
+    ),
 }
 
 
@@ -132,7 +139,7 @@ def test_bad_input_raises_the_documented_error_and_changes_nothing(
         opt.update(params, {k: rng.standard_normal(size) for k in params})
     grads = {k: rng.standard_normal(size) for k in params}
     mutate, error = BAD[mistake]
-    mutate(params, grads)
+    mutate(opt, params, grads)
 
     # Public state (params, state dicts, step counters) and the update count behind schedules;
     # internal caches such as the chosen kernel variant may be filled by a failed call.
