@@ -24,8 +24,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 #include <deque>
 #include <string>
 #include <tuple>
@@ -267,6 +269,47 @@ std::string describe_nonfinite(const T* x, std::int64_t size) {
   throw py::error_already_set();
 }
 
+// True if a key's param overlaps another key's param or grad: tied weights (one array under two
+// keys), or a view of one param given as another key's grad. The book updates keys one after the
+// other, so each key sees the previous keys' writes; split across threads those writes would race
+// and the result would depend on timing. Such updates run on one thread, in params' order, which
+// gives the book's numbers. Only asked when more than one thread would run (jobs of 40 us or more),
+// so the sort costs nothing that matters. (A key's grad overlapping its own param was copied in
+// validation.)
+bool one_writes_anothers_memory(const std::vector<runtime::Task>& tasks,
+                                const std::vector<TaskOrigin>& origins) {
+  struct Range {
+    std::uintptr_t begin, end;
+    std::size_t task;
+  };
+  auto range = [&](const void* data, std::size_t t) {
+    const auto begin = reinterpret_cast<std::uintptr_t>(data);
+    const std::int64_t bytes = origins[t].dtype == Dtype::kFloat32 ? 4 : 8;
+    return Range{begin, begin + static_cast<std::uintptr_t>(tasks[t].size * bytes), t};
+  };
+  std::vector<Range> params;
+  params.reserve(tasks.size());
+  for (std::size_t t = 0; t < tasks.size(); ++t) params.push_back(range(tasks[t].ops.param, t));
+  std::sort(params.begin(), params.end(),
+            [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  for (std::size_t i = 1; i < params.size(); ++i) {
+    if (params[i].begin < params[i - 1].end) return true;  // sorted and so far disjoint
+  }
+  for (std::size_t t = 0; t < tasks.size(); ++t) {
+    const Range grad = range(tasks[t].ops.grad, t);
+    // The params are disjoint and sorted, so those that overlap the grad are the run just before
+    // the first param starting at or after its end.
+    auto it = std::lower_bound(params.begin(), params.end(), grad.end,
+                               [](const Range& r, std::uintptr_t end) { return r.begin < end; });
+    while (it != params.begin()) {
+      --it;
+      if (it->end <= grad.begin) break;
+      if (it->task != t) return true;
+    }
+  }
+  return false;
+}
+
 // Returns false when the update was skipped (nonfinite="skip" and a grad held inf or nan).
 bool update(int kernel, py::handle params, py::handle grads, py::handle owner,
             py::handle state_names, py::handle scalars, double grad_scale, py::handle per_key,
@@ -416,7 +459,8 @@ bool update(int kernel, py::handle params, py::handle grads, py::handle owner,
   }
 
   // 3. run
-  const int threads = runtime::threads_for(work_ns, runtime::num_threads());
+  int threads = runtime::threads_for(work_ns, runtime::num_threads());
+  if (threads > 1 && one_writes_anothers_memory(tasks, origins)) threads = 1;
   const bool large = work_ns >= runtime::kLargeJobNs;
   run_released_if_large(work_ns, [&] { runtime::run_tasks(tasks, total, threads, large); });
 
