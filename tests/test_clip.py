@@ -45,6 +45,14 @@ def test_norm_accepts_any_real_layout_and_dtype(rng):
     assert fastopt.global_norm(scalars) == math.sqrt(4 + 9 + 16 + 2.25)
 
 
+def test_norm_passes_a_conversion_error_on():
+    with pytest.raises(OverflowError):
+        fastopt.global_norm({"a": np.ones(2), "k": 10**400})
+    opt = fastopt.SGD(max_grad_norm=1.0)
+    with pytest.raises(OverflowError):
+        opt.update({"s": 1.0}, {"s": 10**400})
+
+
 @pytest.mark.parametrize("value", [np.complex128(1.0), 1j, True, "1", [1.0]])
 def test_norm_rejects_what_is_not_real_naming_the_key(value):
     with pytest.raises(TypeError, match=r"grads\['k'\]"):

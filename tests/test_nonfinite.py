@@ -173,40 +173,53 @@ def test_with_clipping_the_norm_pass_is_the_check(name, options, book, mode):
 
 
 @pytest.mark.parametrize("clip", [None, 1.0])
-def test_a_grad_that_overflows_when_converted_is_caught(clip):
-    # 1e300 is finite as given (float64, so its norm is finite too) but inf once converted to the
-    # float32 param's dtype: the check is on what the kernel would read.
+@pytest.mark.parametrize("big", [1e39, 1e300])
+def test_a_grad_that_overflows_when_converted_is_caught(clip, big):
+    # Finite as given (float64) but inf once converted to the float32 param's dtype: the check is
+    # on what the kernel would read. With clipping, 1e39's norm is finite, so the core is told the
+    # grads are finite and must still check the one it converted; 1e300's norm is inf.
     # (NumPy warns of the overflow as it converts.)
     opt = fastopt.Adam(nonfinite="skip", max_grad_norm=clip)
-    params = {"w": np.ones(3, np.float32)}
+    params = {"a": np.ones(2, np.float32), "w": np.ones(3, np.float32)}
+    grads = {"a": np.ones(2, np.float32), "w": np.array([0.5, big, 0.5])}
     with pytest.warns(RuntimeWarning, match="overflow"):
-        opt.update(params, {"w": np.array([0.5, 1e300, 0.5])})
+        opt.update(params, grads)
     assert opt.skipped_updates == 1 and opt.m == {} and opt.iter == 0
     assert np.array_equal(params["w"], np.ones(3, np.float32))
     with (
         pytest.warns(RuntimeWarning, match="overflow"),
         pytest.raises(FloatingPointError, match=r"grads\['w'\] is not finite \(0 nan and 1 inf"),
     ):
-        fastopt.SGD(nonfinite="raise", max_grad_norm=clip).update(
-            params, {"w": np.array([0.5, 1e300, 0.5])}
-        )
+        fastopt.SGD(nonfinite="raise", max_grad_norm=clip).update(params, grads)
 
 
-def test_a_skipped_update_does_not_advance_a_schedule_or_create_state():
+@pytest.mark.parametrize("mode", ["skip", "raise"])
+def test_a_skipped_update_leaves_the_schedule_lr_and_state_alone(mode):
     seen = []
 
     def schedule(step):
         seen.append(step)
         return 0.1 / (1 + step)
 
-    opt = fastopt.optim.Adam(lr=schedule, nonfinite="skip")
+    opt = fastopt.optim.Adam(lr=schedule, nonfinite=mode)
     params = {"a": np.ones(4), "s": 2.0}
-    opt.update(params, {"a": np.ones(4), "s": float("nan")})
+    for _ in range(2):
+        try:
+            opt.update(params, {"a": np.ones(4), "s": float("nan")})
+        except FloatingPointError:
+            assert mode == "raise"
     assert (opt.steps, opt._updates, opt.exp_avg, params["s"]) == (0, 0, {}, 2.0)
     assert isinstance(params["s"], float)  # a scalar param is not even rewritten
+    assert opt.skipped_updates == (2 if mode == "skip" else 0)
     opt.update(params, {"a": np.ones(4), "s": 1.0})
     assert opt.steps == 1 and set(opt.exp_avg) == {"a", "s"}
-    assert seen[-1] == 0  # the update made used the schedule's step 0
+    assert seen[-1] == 0 and opt.lr == 0.1  # the update made used the schedule's step 0
+    for _ in range(2):
+        try:
+            opt.update(params, {"a": np.full(4, np.inf), "s": 1.0})
+        except FloatingPointError:
+            pass
+    assert opt.lr == 0.1  # still the rate of the last update made, not the next one's
 
 
 def test_every_size_and_position_is_found():

@@ -241,10 +241,11 @@ class Optimizer:
             memory is copied first, so the result is as if it had been read before the update.
 
         With ``nonfinite="skip"`` or ``"raise"`` every grad is first checked for inf and nan (for
-        free when ``max_grad_norm`` is set: the norm's pass tells). "skip" then makes no update at
-        all (no param, state, step count or schedule position changes) and adds one to
-        ``skipped_updates``; "raise" raises. The default, "propagate", is the book's behaviour:
-        the values flow into the params.
+        free when ``max_grad_norm`` is set: a finite norm proves them finite). "skip" then makes no
+        update at all (no param, state, step count, schedule position or ``lr`` changes) and adds
+        one to ``skipped_updates``; only the reports ``skipped_updates`` and ``last_grad_norm``
+        change. "raise" raises. The default, "propagate", is the book's behaviour: the values flow
+        into the params.
 
         Raises
         ------
@@ -282,9 +283,31 @@ class Optimizer:
         self.__dict__.update(state)
 
     def _update(self, params: Params, grads: Grads) -> None:
+        scheduled_from = self.__dict__.get("lr")
         if self._schedule is not None:
             self.__dict__["lr"] = self._scheduled_lr(self._schedule)
             self.__dict__["_cached_scalars"] = None
+        try:
+            applied = self._apply(params, grads)
+        except BaseException:
+            self._unschedule(scheduled_from)
+            raise
+        if applied is False:  # nonfinite="skip" and a grad held inf or nan
+            self._unschedule(scheduled_from)
+            self.__dict__["skipped_updates"] = self.skipped_updates + 1
+            return
+        self._advance()
+        self.__dict__["_updates"] = self._updates + 1
+
+    def _unschedule(self, lr: Any) -> None:
+        # An update that raised or was skipped changes nothing: not even the rate on show in
+        # opt.lr, which a schedule had already moved to the next step's.
+        if self._schedule is not None:
+            self.__dict__["lr"] = lr
+            self.__dict__["_cached_scalars"] = None
+
+    def _apply(self, params: Params, grads: Grads) -> bool:
+        """One call into the core; False if it skipped the update (nonfinite="skip")."""
         scalars = self._cached_scalars
         if scalars is None:
             scalars = self._step_scalars()
@@ -297,8 +320,8 @@ class Optimizer:
             norm = global_norm({key: grads[key] for key in params if key in grads})
             scale = self.max_grad_norm / (norm + 1e-6)  # torch's clip_grad_norm_ coefficient
             grad_scale = 1.0 if scale >= 1.0 else scale  # not min(): a nan norm must propagate
-            # A finite norm (a sum of squares in double) means every grad is finite: the check
-            # for skip/raise comes free with the norm's pass, and the core makes no pass of its own.
+            # A finite norm (a sum of squares in double) proves every grad finite: the norm's pass
+            # is the check for skip/raise, and the core checks only grads it converts itself.
             if math.isfinite(norm):
                 nonfinite |= _KNOWN_FINITE
         applied = _core.update(
@@ -312,12 +335,9 @@ class Optimizer:
             per_key,
             nonfinite,
         )
+        # A report, set for a skipped update too (it tells why: inf or nan).
         self.__dict__["last_grad_norm"] = norm
-        if not applied:  # nonfinite="skip" and a grad held inf or nan: nothing else changes
-            self.__dict__["skipped_updates"] = self.skipped_updates + 1
-            return
-        self._advance()
-        self.__dict__["_updates"] = self._updates + 1
+        return applied
 
     # Scalars besides the state arrays that a checkpoint must restore (step counts and the like).
     _counters: ClassVar[tuple[str, ...]] = ("_updates",)

@@ -45,11 +45,12 @@ double sum_of_squares(py::sequence arrays) {
   std::vector<Chunk> chunks;
   std::int64_t elements = 0;
   for (py::handle item : arrays) {
-    py::array array =
-        reads_in_place(item)
-            ? py::reinterpret_borrow<py::array>(item)
-            : py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(item);
-    if (!array.ptr()) throw py::error_already_set();
+    // The converting constructor, not array_t::ensure: ensure clears the Python error of a
+    // failed conversion (10**400 overflows), which must reach the caller as it is.
+    py::array array = reads_in_place(item)
+                          ? py::reinterpret_borrow<py::array>(item)
+                          : py::array_t<double, py::array::c_style | py::array::forcecast>(
+                                py::reinterpret_borrow<py::object>(item));
     const int num = array.dtype().num();
     keep.push_back(array);
     const Dtype dtype = num == py::detail::npy_api::NPY_FLOAT_ ? Dtype::kFloat32 : Dtype::kFloat64;

@@ -67,6 +67,7 @@ struct ScalarParam {
 struct TaskOrigin {
   PyObject* key;  // owned by `keep`
   Dtype dtype;
+  bool converted;  // its grad was converted or copied here: not what the caller passed
 };
 
 struct Scratch {
@@ -207,7 +208,7 @@ void read_scalars(PyObject* tuple, int expected, double* out) {
 
 // update()'s nonfinite argument: what to do about inf or nan in a grad. kKnownFinite may be added
 // to skip or raise when the caller has already seen every grad finite (their norm was finite):
-// then only grads converted here (a float64 1e300 becomes inf in float32) need the check.
+// then only grads converted here (a float64 1e39 becomes inf in float32) need the check.
 enum Nonfinite : long { kPropagate = 0, kSkip = 1, kRaise = 2, kKnownFinite = 4 };
 
 // Runs `work` with the GIL released when it is long enough that other Python threads gain.
@@ -220,22 +221,29 @@ void run_released_if_large(double work_ns, Work&& work) {
   }
 }
 
-// The first task (in params' order) whose grad holds inf or nan, or -1. One read-only pass over
-// the grads, split across threads like the update itself; each task's answer is exact whatever
+// The first task (in params' order) whose grad holds inf or nan, or -1; with only_converted, among
+// the tasks whose grad was converted here (the others are known finite). One read-only pass over
+// those grads, split across threads like the update itself; each task's answer is exact whatever
 // the split, so the task found is the same for every thread count and SIMD level.
-std::int64_t first_nonfinite(const KernelTable& table, Scratch& scratch, std::int64_t total,
-                             double work_ns) {
+std::int64_t first_nonfinite(const KernelTable& table, Scratch& scratch, bool only_converted) {
   const std::size_t n = scratch.tasks.size();
   scratch.found.assign(n, 0);
   scratch.checks.clear();
+  std::int64_t total = 0;
+  double work_ns = 0;
   for (std::size_t t = 0; t < n; ++t) {
     const runtime::Task& task = scratch.tasks[t];
-    runtime::Task check{table.flag_nonfinite[static_cast<int>(scratch.origins[t].dtype)],
+    const TaskOrigin& origin = scratch.origins[t];
+    const std::int64_t size = only_converted && !origin.converted ? 0 : task.size;
+    runtime::Task check{table.flag_nonfinite[static_cast<int>(origin.dtype)],
                         nullptr,
                         {nullptr, task.ops.grad, {&scratch.found[t], nullptr, nullptr}, 1.0},
-                        task.size};
+                        size};
     scratch.checks.push_back(check);
+    total += size;
+    work_ns += static_cast<double>(size) * runtime::ns_per_read(origin.dtype);
   }
+  if (total == 0) return -1;
   const int threads = runtime::threads_for(work_ns, runtime::num_threads());
   run_released_if_large(work_ns, [&] {
     runtime::run_tasks(scratch.checks, total, threads, work_ns >= runtime::kLargeJobNs);
@@ -365,8 +373,7 @@ bool update(int kernel, py::handle params, py::handle grads, py::handle owner,
   std::vector<TaskOrigin>& origins = lease->origins;
   std::int64_t total = 0;
   double work_ns = 0;
-  double check_ns = 0;
-  bool converted = false;  // a grad was converted or copied here: not what the caller checked
+  bool converted = false;  // some grad was converted or copied here
 
   PyObject* key;
   PyObject* value;
@@ -414,7 +421,8 @@ bool update(int kernel, py::handle params, py::handle grads, py::handle owner,
     task.ops.grad_scale = grad_scale;
     task.ops.param = param.data;
 
-    if (!grad_fits(grad, param)) {
+    const bool grad_converted = !grad_fits(grad, param);
+    if (grad_converted) {
       keep.push_back(check_grad(key, grad, span()));  // raises, or converts
       grad = keep.back().ptr();
       converted = true;
@@ -436,17 +444,17 @@ bool update(int kernel, py::handle params, py::handle grads, py::handle owner,
     }
     if (param.size > 0) {
       tasks.push_back(task);
-      origins.push_back({key, param.dtype});
+      origins.push_back({key, param.dtype, grad_converted});
       total += param.size;
       work_ns += static_cast<double>(param.size) * runtime::ns_per_element(row, param.dtype);
-      check_ns += static_cast<double>(param.size) * runtime::ns_per_read(param.dtype);
     }
   }
 
   // 1b. non-finite grads
   const long mode = nonfinite & ~kKnownFinite;
-  if (mode != kPropagate && (converted || !(nonfinite & kKnownFinite))) {
-    const std::int64_t bad = first_nonfinite(table, *lease.operator->(), total, check_ns);
+  const bool known_finite = nonfinite & kKnownFinite;
+  if (mode != kPropagate && (converted || !known_finite)) {
+    const std::int64_t bad = first_nonfinite(table, *lease.operator->(), known_finite);
     if (bad >= 0) {
       if (mode == kRaise) raise_nonfinite(tasks[bad], origins[bad]);
       return false;

@@ -71,7 +71,7 @@ void flag_nonfinite(const double* /*scalars*/, const Operands& ops, std::int64_t
   for (std::int64_t start = begin; start < end; start += kBlock) {
     const std::int64_t stop = end - start < kBlock ? end : start + kBlock;
     // Sixteen independent lanes (several vector registers at every level), so the loop is not one
-    // chain of dependent ORs: that ran at 50 GB/s from L1/L2 here, this at ~68.
+    // chain of dependent ORs: from L1 that ran at 50 GB/s here, this at ~90.
     constexpr int kLanes = 16;
     U lane[kLanes] = {};
     std::int64_t i = start;
@@ -82,7 +82,8 @@ void flag_nonfinite(const double* /*scalars*/, const Operands& ops, std::int64_t
     for (; i < stop; ++i) any |= marked(i);
     for (int k = 0; k < kLanes; ++k) any |= lane[k];
     if (any >> (kBits - 1)) {
-      // Several chunks may find one at once: a relaxed atomic store of the same value.
+      // Several chunks may find one at once: a relaxed atomic store of the same value (the
+      // GCC/Clang builtin: std::atomic_ref is C++20).
       __atomic_store_n(static_cast<unsigned char*>(ops.state[0]), 1, __ATOMIC_RELAXED);
       return;
     }
