@@ -88,8 +88,13 @@ def nonfinite_mode(name: str, value: Any) -> str:
     return value
 
 
-# The keyword-only options every optimizer has, after its own parameters, with their defaults.
-COMMON_OPTIONS = {"max_grad_norm": None, "per_key": None, "nonfinite": "propagate"}
+# The keyword-only options every optimizer has, after its own parameters: name -> (default, check
+# applied on every assignment). per_key's check is Optimizer._checked_per_key: it needs the class.
+COMMON_OPTIONS: dict[str, tuple[Any, Callable[[str, Any], Any] | None]] = {
+    "max_grad_norm": (None, optional_positive),
+    "per_key": (None, None),
+    "nonfinite": ("propagate", nonfinite_mode),
+}
 
 
 def _with_common_options(init: Callable[..., None]) -> Callable[..., None]:
@@ -97,7 +102,7 @@ def _with_common_options(init: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(init)
     def __init__(self: Optimizer, *args: Any, **kwargs: Any) -> None:
-        options = {name: kwargs.pop(name, default) for name, default in COMMON_OPTIONS.items()}
+        options = {name: kwargs.pop(name, default) for name, (default, _) in COMMON_OPTIONS.items()}
         init(self, *args, **kwargs)
         for name, value in options.items():
             setattr(self, name, value)
@@ -105,18 +110,12 @@ def _with_common_options(init: Callable[..., None]) -> Callable[..., None]:
     signature = inspect.signature(init)
     options = [
         inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
-        for name, default in COMMON_OPTIONS.items()
+        for name, (default, _) in COMMON_OPTIONS.items()
     ]
     __init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[*signature.parameters.values(), *options]
     )
     return __init__
-
-
-_OPTION_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "max_grad_norm": optional_positive,
-    "nonfinite": nonfinite_mode,
-}
 
 
 def closed_unit_interval(name: str, value: Any) -> float:
@@ -210,7 +209,8 @@ class Optimizer:
             object.__setattr__(self, name, self._checked_per_key(value))
             self.__dict__["_per_key_cache"] = ({}, {})  # key -> settings, settings -> optimizer
             return
-        check = _OPTION_CHECKS.get(name) or self._hyperparameters.get(name)
+        option = COMMON_OPTIONS.get(name)
+        check = option[1] if option else self._hyperparameters.get(name)
         value = value if check is None else check(name, value)
         if name == "lr":
             self.__dict__["_schedule"] = value if callable(value) else None
