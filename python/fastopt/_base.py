@@ -25,18 +25,20 @@ Check = Callable[[str, Any], float]
 
 # {name: (option flag names, {variant bits: (kernel index, number of states, number of scalars)})},
 # fixed for the process. Options are compile-time flags: each combination is its own kernel.
-_ALGORITHMS: dict[str, tuple[tuple[str, ...], dict[int, tuple[int, int, int]]]] = _core.algorithms()
+# {name: {"flags": (...), "scalars": (...), "variants": {bits: (kernel index, state names)}}}
+_ALGORITHMS: dict[str, dict[str, Any]] = _core.algorithms()
 
 
 def kernel(name: str, **options: bool) -> tuple[int, int]:
     """(kernel index, number of state arrays) of the variant of `name` with these options on."""
-    flag_names, variants = _ALGORITHMS[name]
+    spec = _ALGORITHMS[name]
+    flag_names = spec["flags"]
     unknown = set(options) - set(flag_names)
     if unknown:
         raise TypeError(f"kernel {name!r} has no option {sorted(unknown)}")
     bits = sum(1 << i for i, flag in enumerate(flag_names) if options.get(flag))
-    index, num_states, _ = variants[bits]
-    return index, num_states
+    index, state_names = spec["variants"][bits]
+    return index, len(state_names)
 
 
 def _real(name: str, value: Any) -> float:
@@ -198,7 +200,7 @@ class Optimizer:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
             cls.__init__ = _with_common_options(cls.__dict__["__init__"])  # type: ignore[method-assign]
-        if "_kernel" in cls.__dict__ and not _ALGORITHMS[cls._kernel][0]:  # a rule without options
+        if "_kernel" in cls.__dict__ and not _ALGORITHMS[cls._kernel]["flags"]:  # a rule without options
             index, num_states = kernel(cls._kernel)
             if num_states != len(cls._state_names):
                 raise TypeError(f"{cls.__name__}: kernel {cls._kernel!r} keeps {num_states} states")

@@ -110,11 +110,16 @@ class _TorchStyle(Optimizer):
         self.__dict__["_state_names"] = state_names
 
     def _decay_flags(self, weight_decay: float, decoupled: bool = False) -> dict[str, bool]:
-        return {
-            "maximize": self.maximize,
-            "weight_decay": weight_decay != 0 and not decoupled,
-            **({"decoupled_weight_decay": weight_decay != 0 and decoupled} if decoupled else {}),
-        }
+        # maximize and decoupled weight decay are scalars (_maximize, _decay), not kernel options
+        return {"weight_decay": weight_decay != 0 and not decoupled}
+
+    def _maximize(self) -> float:
+        """The kernels' `maximize` scalar: 1.0 flips the sign of every gradient exactly."""
+        return 1.0 if self.maximize else 0.0
+
+    def _decay(self) -> float:
+        """The kernels' `decay` scalar: p*(1 - lr*weight_decay) if decoupled, else p*1.0 == p."""
+        return 1 - self.lr * self.weight_decay if self.decoupled_weight_decay else 1.0
 
     def _advance(self) -> None:
         self.__dict__["steps"] += 1  # no check needed: skip the validating __setattr__
@@ -160,7 +165,6 @@ class SGD(_TorchStyle):
         has_momentum = self.momentum != 0
         self._use(
             ("momentum_buffer",) if has_momentum else (),
-            maximize=self.maximize,
             weight_decay=self.weight_decay != 0,
             momentum=has_momentum,
             nesterov=self.nesterov,
@@ -170,7 +174,9 @@ class SGD(_TorchStyle):
         first = self.steps == 0
         momentum_coef = 0.0 if first else self.momentum
         grad_coef = 1.0 if first else 1 - self.dampening
-        return (self.weight_decay, momentum_coef, grad_coef, self.momentum, -self.lr)
+        return (
+            self._maximize(), self.weight_decay, momentum_coef, grad_coef, self.momentum, -self.lr
+        )
 
 
 class Adam(_TorchStyle):
@@ -216,7 +222,7 @@ class Adam(_TorchStyle):
         self._use(
             ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if self.amsgrad else ()),
             amsgrad=self.amsgrad,
-            **self._decay_flags(wd, decoupled=True) if decoupled else self._decay_flags(wd),
+            **self._decay_flags(wd, decoupled),
         )
 
     def _scalars(self) -> Scalars:
@@ -226,8 +232,9 @@ class Adam(_TorchStyle):
         bias_correction2 = 1 - beta2**step
         step_size = self.lr / bias_correction1
         return (
+            self._maximize(),
             wd,
-            1 - self.lr * wd,
+            self._decay(),
             1 - beta1,
             beta2,
             1 - beta2,
@@ -303,7 +310,7 @@ class Adagrad(_TorchStyle):
 
     def _scalars(self) -> Scalars:
         clr = self.lr / (1 + self.steps * self.lr_decay)
-        return (self.weight_decay, self.eps, -clr)
+        return (self._maximize(), self.weight_decay, self.eps, -clr)
 
 
 class RMSprop(_TorchStyle):
@@ -355,7 +362,9 @@ class RMSprop(_TorchStyle):
 
     def _scalars(self) -> Scalars:
         alpha = self.alpha
-        return (self.weight_decay, alpha, 1 - alpha, self.eps, self.momentum, -self.lr)
+        return (
+            self._maximize(), self.weight_decay, alpha, 1 - alpha, self.eps, self.momentum, -self.lr
+        )
 
 
 class Adadelta(_TorchStyle):
@@ -398,7 +407,7 @@ class Adadelta(_TorchStyle):
         self._use(("square_avg", "acc_delta"), **self._decay_flags(self.weight_decay))
 
     def _scalars(self) -> Scalars:
-        return (self.weight_decay, self.rho, 1 - self.rho, self.eps, -self.lr)
+        return (self._maximize(), self.weight_decay, self.rho, 1 - self.rho, self.eps, -self.lr)
 
 
 class Adamax(_TorchStyle):
@@ -443,7 +452,7 @@ class Adamax(_TorchStyle):
     def _scalars(self) -> Scalars:
         beta1, beta2 = self.betas
         clr = self.lr / (1 - beta1 ** (self.steps + 1))
-        return (self.weight_decay, 1 - beta1, beta2, self.eps, -clr)
+        return (self._maximize(), self.weight_decay, 1 - beta1, beta2, self.eps, -clr)
 
 
 class NAdam(_TorchStyle):
@@ -492,7 +501,7 @@ class NAdam(_TorchStyle):
         wd, decoupled = self.weight_decay, self.decoupled_weight_decay
         self._use(
             ("exp_avg", "exp_avg_sq"),
-            **self._decay_flags(wd, decoupled=True) if decoupled else self._decay_flags(wd),
+            **self._decay_flags(wd, decoupled),
         )
 
     def _scalars(self) -> Scalars:
@@ -505,8 +514,9 @@ class NAdam(_TorchStyle):
         self.__dict__["_next_mu_product"] = mu_product  # committed by _advance, after success
         mu_product_next = mu_product * mu_next
         return (
+            self._maximize(),
             wd,
-            1 - lr * wd,
+            self._decay(),
             1 - beta1,
             beta2,
             1 - beta2,
@@ -561,7 +571,7 @@ class RAdam(_TorchStyle):
     def _select(self) -> None:
         # Both kernels, rectified or not: which one runs is decided per step, in _scalars.
         wd, decoupled = self.weight_decay, self.decoupled_weight_decay
-        decay = self._decay_flags(wd, decoupled=True) if decoupled else self._decay_flags(wd)
+        decay = self._decay_flags(wd, decoupled)
         kernels = []
         for rectify in (False, True):
             self._use(("exp_avg", "exp_avg_sq"), rectify=rectify, **decay)
@@ -582,8 +592,9 @@ class RAdam(_TorchStyle):
         )
         self.__dict__["_kernel_index"] = self._rectified_kernels[rectify]
         return (
+            self._maximize(),
             wd,
-            1 - lr * wd,
+            self._decay(),
             1 - beta1,
             beta2,
             1 - beta2,
@@ -609,6 +620,7 @@ class Lion(_TorchStyle):
 
     _kernel = "lion"
     _possible_states = ("exp_avg",)
+    _state_names = ("exp_avg",)  # no options: the base class picks the kernel once
     _hyperparameters = _checks("lr", "betas", "weight_decay", "maximize")
 
     def __init__(
@@ -623,8 +635,9 @@ class Lion(_TorchStyle):
         self._start()
 
     def _select(self) -> None:
-        self._use(("exp_avg",), maximize=self.maximize)
+        self._use(("exp_avg",))
 
     def _scalars(self) -> Scalars:
         beta1, beta2 = self.betas
-        return (1 - self.lr * self.weight_decay, self.lr, beta1, 1 - beta1, beta2, 1 - beta2)
+        decay = 1 - self.lr * self.weight_decay
+        return (self._maximize(), decay, self.lr, beta1, 1 - beta1, beta2, 1 - beta2)

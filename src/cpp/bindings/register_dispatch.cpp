@@ -13,7 +13,13 @@ namespace py = pybind11;
 
 namespace {
 const SimdLevel* g_level = nullptr;
+
+py::tuple names(const char* const* list, int count) {
+  py::tuple out(count);
+  for (int k = 0; k < count; ++k) out[k] = py::str(list[k]);
+  return out;
 }
+}  // namespace
 
 const SimdLevel& active_level() { return *g_level; }
 
@@ -41,24 +47,28 @@ void register_dispatch(py::module_& m) {
   m.def(
       "algorithms",
       [] {
-        // {name: (flag names, {variant: (kernel index, number of states, number of scalars)})}
+        // {name: {"flags": (...), "scalars": (...), "variants": {bits: (kernel, state names)}}}
         py::dict out;
         const KernelTable table = active_level().table();
         for (int i = 0; i < table.size; ++i) {
           const KernelRow& row = table.rows[i];
           py::str name(row.name);
           if (!out.contains(name)) {
-            py::tuple flags(row.num_flags);
-            for (int f = 0; f < row.num_flags; ++f) flags[f] = py::str(row.flag_names[f]);
-            out[name] = py::make_tuple(flags, py::dict());
+            py::dict spec;
+            spec["flags"] = names(row.flag_names, row.num_flags);
+            spec["scalars"] = names(row.scalar_names, row.num_scalars);
+            spec["variants"] = py::dict();
+            out[name] = spec;
           }
-          py::dict variants = out[name].cast<py::tuple>()[1];
-          variants[py::int_(row.variant)] = py::make_tuple(i, row.num_states, row.num_scalars);
+          py::dict variants = out[name]["variants"];
+          variants[py::int_(row.variant)] =
+              py::make_tuple(i, names(row.state_names, row.num_states));
         }
         return out;
       },
-      "The kernel table: {name: (option flag names, {variant bits: (kernel index, number of "
-      "state arrays, number of scalars)})}.");
+      "The algorithm spec: {name: {'flags': option names (bit k = flags[k]), 'scalars': the "
+      "per-step scalar names in kernel order, 'variants': {option bits: (kernel index, state "
+      "names)}}}.");
 }
 
 }  // namespace fastopt::bindings

@@ -1,11 +1,12 @@
 // The one loop that applies a rule over [begin, end) of a set of arrays.
 //
-// Compiled once per SIMD level (see rules.hpp for why it lives in the level's namespace). The loop
-// is plain C++ that GCC and Clang vectorize: __restrict tells them the param, grad and state arrays
-// never overlap (the bindings guarantee it, copying a grad that overlaps its param), and the rule
-// is held by value so its scalars are loop invariants in registers rather than loads that a store
-// might alias. Each element of every array is read once and written at most once: one pass, no
-// temporaries.
+// Compiled once per SIMD level (see rules/common.hpp for why it lives in the level's namespace).
+// Every operand is read and written through its element format (formats.hpp); the rule sees only
+// the compute type. The loop is plain C++ that GCC and Clang vectorize: __restrict tells them the
+// param, grad and state arrays never overlap (the bindings guarantee it, copying a grad that
+// overlaps its param), and the rule is held by value so its scalars are loop invariants in
+// registers rather than loads that a store might alias. Each element of every array is read once
+// and written at most once: one pass, no temporaries.
 #pragma once
 
 #ifndef FASTOPT_LEVEL_NS
@@ -16,6 +17,7 @@
 #include <cstdint>
 #include <utility>
 
+#include "kernels/formats.hpp"
 #include "kernels/table.hpp"
 
 namespace fastopt::FASTOPT_LEVEL_NS {
@@ -27,51 +29,62 @@ namespace detail {
 // GCC 12 ignores __restrict on a parameter pack, and with references it re-read m after storing v
 // and split the loads and stores of arrays that sit at the same offset in their 4 KiB pages, which
 // ran Adam at half the memory bandwidth.
-template <class Rule, class T, std::size_t... I, class... State>
-inline void sweep_loop(const Rule rule, const T grad_scale, std::int64_t n,
-                       std::index_sequence<I...>, T* __restrict param, const T* __restrict grad,
-                       State* __restrict... state) {
+template <class Rule, class Param, class Grad, class State, std::size_t... I, class... States>
+inline void sweep_loop(const Rule rule, const typename Param::Compute grad_scale, std::int64_t n,
+                       std::index_sequence<I...>, typename Param::Storage* __restrict param,
+                       const typename Grad::Storage* __restrict grad, States* __restrict... state) {
+  using T = typename Param::Compute;
   for (std::int64_t i = 0; i < n; ++i) {
-    T p = param[i];
-    T s[sizeof...(State) + 1] = {state[i]..., T(0)};  // + 1: no zero-length array for SGD
-    rule(p, grad[i] * grad_scale, s);
-    param[i] = p;
-    ((state[i] = s[I]), ...);
+    T p = Param::load(param, i);
+    T s[sizeof...(States) + 1] = {State::load(state, i)..., T(0)};  // + 1: none for SGD
+    rule(p, T(Grad::load(grad, i)) * grad_scale, s);
+    Param::store(param, i, p);
+    (State::store(state, i, s[I]), ...);
   }
 }
 
-template <class Rule, class T, std::size_t... I>
+template <class Rule, class Param, class Grad, class State, std::size_t... I>
 inline void sweep_operands(const Rule& rule, const Operands& ops, std::int64_t begin,
                            std::int64_t end, std::index_sequence<I...> states) {
-  sweep_loop(rule, static_cast<T>(ops.grad_scale), end - begin, states,
-             static_cast<T*>(ops.param) + begin, static_cast<const T*>(ops.grad) + begin,
-             (static_cast<T*>(ops.state[I]) + begin)...);
+  using T = typename Param::Compute;
+  sweep_loop<Rule, Param, Grad, State>(
+      rule, static_cast<T>(ops.grad_scale), end - begin, states,
+      static_cast<typename Param::Storage*>(ops.param) + begin,
+      static_cast<const typename Grad::Storage*>(ops.grad) + begin,
+      (static_cast<typename State::Storage*>(ops.state[I]) + begin)...);
 }
 
 }  // namespace detail
 
-// A KernelFn for Rule<T>.
-template <template <class> class Rule, class T>
+// A KernelFn for Rule over arrays in these formats. Today one format serves all the operands of a
+// call (the param's dtype: the bindings convert grads to it); the template keeps them apart so
+// that low-precision params with float32 states need no new loop.
+template <template <class> class Rule, class Param, class Grad = Param, class State = Param>
 void sweep(const double* scalars, const Operands& ops, std::int64_t begin, std::int64_t end) {
-  const Rule<T> rule(scalars);
-  detail::sweep_operands<Rule<T>, T>(rule, ops, begin, end,
-                                     std::make_index_sequence<Rule<T>::kStates>{});
+  using R = Rule<typename Param::Compute>;
+  const R rule(scalars);
+  detail::sweep_operands<R, Param, Grad, State>(rule, ops, begin, end,
+                                                std::make_index_sequence<R::kStateNames.size>{});
 }
 
-// The table row of a rule: its name, option flags, operand counts and its kernel for each dtype.
+// The table row of a rule: its name, spec (flags, scalar and state names), operand counts and its
+// kernel for each param dtype.
 template <template <class> class Rule>
 constexpr KernelRow row(unsigned variant = 0, const char* const* flag_names = nullptr,
                         int num_flags = 0) {
-  static_assert(Rule<float>::kStates <= kMaxStates, "raise kMaxStates");
-  static_assert(Rule<float>::kScalars <= kMaxScalars, "raise kMaxScalars");
-  return {Rule<float>::kName,
+  using R = Rule<float>;
+  static_assert(R::kStateNames.size <= kMaxStates, "raise kMaxStates");
+  static_assert(count_names(R::kScalars) <= kMaxScalars, "raise kMaxScalars");
+  return {R::kName,
           variant,
           flag_names,
           num_flags,
-          Rule<float>::kStates,
-          Rule<float>::kScalars,
-          Rule<float>::kDivSqrt,
-          {&sweep<Rule, float>, &sweep<Rule, double>}};
+          R::kStateNames.size,
+          count_names(R::kScalars),
+          R::kDivSqrt,
+          R::kScalars,
+          R::kStateNames.names,
+          {&sweep<Rule, F32>, &sweep<Rule, F64>}};
 }
 
 // A rule with option flags, Rule<T, Flags>, seen as a rule of T alone for one value of Flags.

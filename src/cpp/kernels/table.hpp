@@ -39,8 +39,13 @@ struct KernelRow {
   int num_flags;
   int num_states;
   int num_scalars;
-  int div_sqrt;             // divides and square roots per element: the costly part of a rule
-  KernelFn fn[kNumDtypes];  // indexed by Dtype
+  int div_sqrt;  // divides and square roots per element: the costly part of a rule
+  // The spec Python binds to by name: the per-step scalars in the order the kernel reads them
+  // (num_scalars of them, the same for every variant of a rule), and this variant's state slots
+  // (num_states of them). Both point into the rule's static constexpr lists.
+  const char* const* scalar_names;
+  const char* const* state_names;
+  KernelFn fn[kNumDtypes];  // indexed by the param's Dtype
 };
 
 // Sum of squares of elements [begin, end) of one array, in double (see reduce.hpp).

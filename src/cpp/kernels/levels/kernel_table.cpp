@@ -4,31 +4,38 @@
 //
 // No std:: container here: its out-of-line member functions would be emitted in every level and
 // merged by the linker, so one level's instructions could end up running on a CPU without them.
+// For the same reason the rules' names are constexpr arrays of const char* (rules/common.hpp), and
+// the rows point into them.
 #include "kernels/reduce.hpp"
-#include "kernels/rules.hpp"
-#include "kernels/rules_torch.hpp"
+#include "kernels/rules/adam_family.hpp"
+#include "kernels/rules/adaptive.hpp"
+#include "kernels/rules/book.hpp"
+#include "kernels/rules/ema.hpp"
+#include "kernels/rules/lion.hpp"
+#include "kernels/rules/sgd.hpp"
+#include "kernels/rules/traffic.hpp"
 #include "kernels/sweep.hpp"
 
 namespace fastopt::FASTOPT_LEVEL_NS {
 namespace {
 
-constexpr int kCapacity = 128;
+constexpr int kCapacity = 96;
 
 struct Table {
   KernelRow rows[kCapacity];
   int count = 0;
 
   Table() {
-    // One line per algorithm. Adding an algorithm: a rule in rules*.hpp, a line here.
-    // The book's six (rules.hpp).
+    // One line per algorithm. Adding an algorithm: a rule in rules/, a line here.
+    // The book's six (rules/book.hpp), and fastopt.EMA.
     rows[count++] = row<Sgd>();
     rows[count++] = row<Momentum>();
     rows[count++] = row<Nesterov>();
     rows[count++] = row<AdaGrad>();
     rows[count++] = row<RmsProp>();
     rows[count++] = row<Adam>();
-    rows[count++] = row<Ema>();  // fastopt.EMA
-    // The torch.optim family and Lion (rules_torch.hpp), every combination of options.
+    rows[count++] = row<Ema>();
+    // The torch.optim family and Lion, every combination of options.
     add_variants<TorchSgd>(rows, &count, kCapacity);
     add_variants<TorchAdam>(rows, &count, kCapacity);
     add_variants<TorchAdagrad>(rows, &count, kCapacity);
@@ -37,7 +44,7 @@ struct Table {
     add_variants<TorchAdamax>(rows, &count, kCapacity);
     add_variants<TorchNadam>(rows, &count, kCapacity);
     add_variants<TorchRadam>(rows, &count, kCapacity);
-    add_variants<Lion>(rows, &count, kCapacity);
+    rows[count++] = row<Lion>();
     // Benchmark helpers: the memory-traffic ceiling for rules with 0 to 3 state arrays.
     rows[count++] = row<Traffic<0>::Rule>();
     rows[count++] = row<Traffic<1>::Rule>();
