@@ -200,7 +200,8 @@ class Optimizer:
         super().__init_subclass__(**kwargs)
         if "__init__" in cls.__dict__:
             cls.__init__ = _with_common_options(cls.__dict__["__init__"])  # type: ignore[method-assign]
-        if "_kernel" in cls.__dict__ and not _ALGORITHMS[cls._kernel]["flags"]:  # a rule without options
+        # a rule without options: one kernel, chosen once
+        if "_kernel" in cls.__dict__ and not _ALGORITHMS[cls._kernel]["flags"]:
             index, num_states = kernel(cls._kernel)
             if num_states != len(cls._state_names):
                 raise TypeError(f"{cls.__name__}: kernel {cls._kernel!r} keeps {num_states} states")

@@ -35,7 +35,7 @@ struct Table {
     rows[count++] = row<RmsProp>();
     rows[count++] = row<Adam>();
     rows[count++] = row<Ema>();
-    // The torch.optim family and Lion, every combination of options.
+    // The torch.optim family, AdaBelief and Lion, every combination of options.
     add_variants<TorchSgd>(rows, &count, kCapacity);
     add_variants<TorchAdam>(rows, &count, kCapacity);
     add_variants<TorchAdagrad>(rows, &count, kCapacity);
@@ -44,6 +44,7 @@ struct Table {
     add_variants<TorchAdamax>(rows, &count, kCapacity);
     add_variants<TorchNadam>(rows, &count, kCapacity);
     add_variants<TorchRadam>(rows, &count, kCapacity);
+    add_variants<AdaBelief>(rows, &count, kCapacity);
     rows[count++] = row<Lion>();
     // Benchmark helpers: the memory-traffic ceiling for rules with 0 to 3 state arrays.
     rows[count++] = row<Traffic<0>::Rule>();

@@ -1,4 +1,4 @@
-// Adam and its relatives: torch's Adam/AdamW, NAdam, RAdam, Adamax.
+// Adam and its relatives: torch's Adam/AdamW, NAdam, RAdam, Adamax, and AdaBelief.
 #pragma once
 
 #include "kernels/rules/common.hpp"
@@ -133,6 +133,71 @@ struct TorchRadam {
       step = (step * (bias_correction2_sqrt / (root(s[1]) + eps))) * rect;
     }
     p = p + T(-1) * step;
+  }
+};
+
+// AdaBelief (Zhuang et al. 2020), as adabelief-pytorch 0.2.1's AdaBelief.step() computes it:
+//   p = p*decay                                   (decoupled: 1-lr*wd, fixed_decay: 1-wd, else 1)
+//   g = g + wd*p                                  (weight_decay: coupled, wd != 0)
+//   m = m*beta1 + (1-beta1)*g                     exp_avg.mul_(beta1).add_(grad, alpha=1-beta1)
+//   r = g - m;  v = v*beta2 + ((1-beta2)*r)*r;  v = v + eps
+// The package adds eps to the stored exp_avg_var in place every step (exp_avg_var.add_(eps)), so
+// the state keeps it. The param step is picked per step by Python through two flags (the choice
+// changes the per-element work, so it is a kernel variant, not a branch in the loop):
+//   neither      p = p + (neg_step_size*m)/(sqrt(v or vmax)/sqrt(bc2) + eps)
+//   rectified    p = p + (neg_step_size*m)/(sqrt(v) + eps)   (v, never vmax: the package's RAdam)
+//   sgd_step     p = p + neg_step_size*m                      (degenerated_to_sgd, N_sma < 5)
+//   both         no param step (degenerated_to_sgd=False with N_sma < 5); moments still updated
+// amsgrad keeps vmax = max(vmax, v) in every mode, as the package does.
+template <class T, unsigned F>
+struct AdaBelief {
+  static constexpr const char* kName = "adabelief";
+  static constexpr const char* kFlags[] = {"weight_decay", "amsgrad", "rectified", "sgd_step"};
+  static constexpr unsigned kAmsgrad = 1u << 1, kRectified = 1u << 2, kSgdStep = 1u << 3;
+  static constexpr bool kAdaptive = (F & (kRectified | kSgdStep)) == 0;
+  static constexpr bool kNoStep = (F & (kRectified | kSgdStep)) == (kRectified | kSgdStep);
+  static constexpr const char* kScalars[] = {"decay",        "wd",
+                                             "beta1",        "one_minus_beta1",
+                                             "beta2",        "one_minus_beta2",
+                                             "eps",          "bias_correction2_sqrt",
+                                             "neg_step_size"};
+  static constexpr StateNames kStateNames =
+      StateNames{}.add("exp_avg").add("exp_avg_var").add("max_exp_avg_var", (F & kAmsgrad) != 0);
+  static constexpr int kDivSqrt = (F & kSgdStep) != 0 ? 0 : 2;
+  T decay, wd, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bias_correction2_sqrt,
+      neg_step_size;
+  explicit AdaBelief(const double* s)
+      : decay(T(s[0])),
+        wd(T(s[1])),
+        beta1(T(s[2])),
+        one_minus_beta1(T(s[3])),
+        beta2(T(s[4])),
+        one_minus_beta2(T(s[5])),
+        eps(T(s[6])),
+        bias_correction2_sqrt(T(s[7])),
+        neg_step_size(T(s[8])) {}
+  void operator()(T& p, T g, T* s) const {
+    p = p * decay;
+    if constexpr ((F & kWeightDecay) != 0) g = g + wd * p;
+    T& m = s[0];
+    T& v = s[1];
+    m = m * beta1 + one_minus_beta1 * g;
+    const T residual = g - m;
+    v = v * beta2 + (one_minus_beta2 * residual) * residual;
+    v = v + eps;
+    if constexpr ((F & kAmsgrad) != 0) s[2] = maximum(s[2], v);
+    if constexpr (kAdaptive) {
+      const T second = (F & kAmsgrad) != 0 ? s[2] : v;
+      const T denom = root(second) / bias_correction2_sqrt + eps;
+      p = p + (neg_step_size * m) / denom;
+    } else if constexpr (kNoStep) {
+      // moments only
+    } else if constexpr ((F & kRectified) != 0) {
+      const T denom = root(v) + eps;
+      p = p + (neg_step_size * m) / denom;
+    } else {
+      p = p + neg_step_size * m;
+    }
   }
 };
 
