@@ -76,9 +76,21 @@ def optional_positive(name: str, value: Any) -> float | None:
 
 
 # What update() does when a grad holds inf or nan (every optimizer's keyword-only nonfinite=), as
-# the core's code for it.
-NONFINITE_MODES = {"propagate": 0, "skip": 1, "raise": 2}
-_KNOWN_FINITE = 4  # added to the code when the grads' norm, taken for clipping, was finite
+# _core.Updater names it.
+NONFINITE_MODES = ("propagate", "skip", "raise")
+
+# The engines in use, one per (kernel index, state names, initial state value, nonfinite): each is
+# immutable, so optimizers share them (and none is pickled with an optimizer).
+_UPDATERS: dict[tuple[int, tuple[str, ...], float, str], _core.Updater] = {}
+
+
+def _new_updater(engine: tuple[int, tuple[str, ...], float, str]) -> _core.Updater:
+    index, state_names, initial_state, nonfinite = engine
+    updater = _core.Updater(index, state_names, initial_state=initial_state, nonfinite=nonfinite)
+    if len(_UPDATERS) >= 1024:  # initial values that keep changing must not grow it without end
+        _UPDATERS.clear()
+    _UPDATERS[engine] = updater
+    return updater
 
 
 def nonfinite_mode(name: str, value: Any) -> str:
@@ -172,6 +184,8 @@ class Optimizer:
     _kernel: ClassVar[str]
     _kernel_index: ClassVar[int]
     _state_names: ClassVar[tuple[str, ...]] = ()
+    # What new state arrays are filled with (torch's Adagrad: initial_accumulator_value).
+    _initial_state_value: float = 0.0
     _hyperparameters: ClassVar[dict[str, Check]] = {}
     # True when the per-step scalars depend on the hyperparameters only (not on a step count): they
     # are then computed once and cached until an attribute is assigned.
@@ -297,26 +311,25 @@ class Optimizer:
                 if self._constant_scalars:
                     self.__dict__["_cached_scalars"] = scalars
             per_key = self._per_key_kernels(params) if self.per_key else None
-            nonfinite = NONFINITE_MODES[self.nonfinite]
-            grad_scale, norm = 1.0, None
+            grad_scale, norm, known_finite = 1.0, None, False
             if self.max_grad_norm is not None:
                 norm = global_norm({key: grads[key] for key in params if key in grads})
                 scale = self.max_grad_norm / (norm + 1e-6)  # torch's clip_grad_norm_ coefficient
                 grad_scale = 1.0 if scale >= 1.0 else scale  # not min(): a nan norm must propagate
                 # A finite norm (a sum of squares in double) proves every grad finite: the norm's
                 # pass is the check for skip/raise; the core checks only grads it converts itself.
-                if math.isfinite(norm):
-                    nonfinite |= _KNOWN_FINITE
-            applied = _core.update(
+                known_finite = math.isfinite(norm)
+            engine = (
                 self._kernel_index,
-                params,
-                grads,
-                self.__dict__,
                 self._state_names,
-                scalars,
-                grad_scale,
-                per_key,
-                nonfinite,
+                self._initial_state_value,
+                self.nonfinite,
+            )
+            updater = _UPDATERS.get(engine) or _new_updater(engine)
+            # The state dicts are looked up by name in self.__dict__ (which maps each state name to
+            # its dict), in C++: a user who resets state the book's way (opt.v = {}) is honoured.
+            applied = updater.run(
+                params, grads, self.__dict__, scalars, grad_scale, known_finite, per_key
             )
         except BaseException:
             if schedule is not None:
