@@ -79,20 +79,6 @@ def optional_positive(name: str, value: Any) -> float | None:
 # _core.Updater names it.
 NONFINITE_MODES = ("propagate", "skip", "raise")
 
-# The engines in use, one per (kernel index, state names, initial state value, nonfinite): each is
-# immutable, so optimizers share them (and none is pickled with an optimizer).
-_UPDATERS: dict[tuple[int, tuple[str, ...], float, str], _core.Updater] = {}
-
-
-def _new_updater(engine: tuple[int, tuple[str, ...], float, str]) -> _core.Updater:
-    index, state_names, initial_state, nonfinite = engine
-    updater = _core.Updater(index, state_names, initial_state=initial_state, nonfinite=nonfinite)
-    if len(_UPDATERS) >= 1024:  # initial values that keep changing must not grow it without end
-        _UPDATERS.clear()
-    _UPDATERS[engine] = updater
-    return updater
-
-
 def nonfinite_mode(name: str, value: Any) -> str:
     """One of NONFINITE_MODES."""
     if not isinstance(value, str) or value not in NONFINITE_MODES:
@@ -231,8 +217,21 @@ class Optimizer:
             if callable(value):
                 value = self._scheduled_lr(value)
         object.__setattr__(self, name, value)
-        # Any assignment (opt.lr *= 0.1, a new schedule, ...) may change the per-step scalars.
+        # Any assignment (opt.lr *= 0.1, a new schedule, ...) may change the per-step scalars, and
+        # nonfinite, the kernel or its states change the engine.
         self.__dict__["_cached_scalars"] = None
+        self.__dict__.pop("_updaters", None)
+
+    def _new_updater(self) -> _core.Updater:
+        """The engine for the kernel, state names, initial state value and nonfinite in use."""
+        updater = _core.Updater(
+            self._kernel_index,
+            self._state_names,
+            initial_state=self._initial_state_value,
+            nonfinite=self.nonfinite,
+        )
+        self.__dict__.setdefault("_updaters", {})[self._kernel_index] = updater
+        return updater
 
     def _init_state(self) -> None:
         # Per-key state, created lazily by the core at the first update() that sees a key.
@@ -289,6 +288,7 @@ class Optimizer:
         # use), nor can per-key views, which are rebuilt on demand.
         state = dict(self.__dict__)
         state.pop("_lock", None)
+        state.pop("_updaters", None)  # engines are rebuilt on first use
         if "_per_key_cache" in state:
             state["_per_key_cache"] = ({}, {})
         return state
@@ -319,13 +319,12 @@ class Optimizer:
                 # A finite norm (a sum of squares in double) proves every grad finite: the norm's
                 # pass is the check for skip/raise; the core checks only grads it converts itself.
                 known_finite = math.isfinite(norm)
-            engine = (
-                self._kernel_index,
-                self._state_names,
-                self._initial_state_value,
-                self.nonfinite,
-            )
-            updater = _UPDATERS.get(engine) or _new_updater(engine)
+            # The engine: built on first use and after any assignment (see __setattr__), one per
+            # kernel index (RAdam switches kernels between steps without an assignment).
+            try:
+                updater = self.__dict__["_updaters"][self._kernel_index]
+            except KeyError:
+                updater = self._new_updater()
             # The state dicts are looked up by name in self.__dict__ (which maps each state name to
             # its dict), in C++: a user who resets state the book's way (opt.v = {}) is honoured.
             applied = updater.run(

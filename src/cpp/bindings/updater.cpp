@@ -181,6 +181,12 @@ void register_updater(py::module_& m) {
       .def_property_readonly("state_names", &Updater::state_names)
       .def_property_readonly("initial_state", &Updater::initial_state)
       .def_property_readonly("nonfinite", &Updater::nonfinite)
+      // Immutable, so a copy is the object itself (as for a tuple): optimizers holding one can be
+      // copied with copy.copy and copy.deepcopy.
+      .def("__copy__", [](py::object self) { return self; })
+      .def(
+          "__deepcopy__", [](py::object self, py::object /*memo*/) { return self; },
+          py::arg("memo"))
       .def("__repr__", [](const Updater& u) {
         return "Updater(" + std::to_string(u.kernel()) + ", " +
                std::string(py::repr(u.state_names())) +
