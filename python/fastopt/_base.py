@@ -79,6 +79,7 @@ def optional_positive(name: str, value: Any) -> float | None:
 # _core.Updater names it.
 NONFINITE_MODES = ("propagate", "skip", "raise")
 
+
 def nonfinite_mode(name: str, value: Any) -> str:
     """One of NONFINITE_MODES."""
     if not isinstance(value, str) or value not in NONFINITE_MODES:
