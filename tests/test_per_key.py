@@ -66,8 +66,8 @@ def test_per_key_with_a_schedule_and_step_dependent_scalars(rng):
 
 def test_still_one_call_into_core(rng, monkeypatch):
     calls = []
-    real = fastopt._core.update
-    monkeypatch.setattr(fastopt._core, "update", lambda *a: calls.append(a) or real(*a))
+    real = fastopt._core.Updater.run
+    monkeypatch.setattr(fastopt._core.Updater, "run", lambda *a: calls.append(a) or real(*a))
     opt = optim.Adam(weight_decay=0.1, per_key={is_bias: {"weight_decay": 0.0, "lr": 0.1}})
     params = params_of(rng)
     opt.update(params, {k: np.ones_like(v) for k, v in params.items()})

@@ -78,9 +78,8 @@ def optional_positive(name: str, value: Any) -> float | None:
 
 
 # What update() does when a grad holds inf or nan (every optimizer's keyword-only nonfinite=), as
-# the core's code for it.
-NONFINITE_MODES = {"propagate": 0, "skip": 1, "raise": 2}
-_KNOWN_FINITE = 4  # added to the code when the grads' norm, taken for clipping, was finite
+# _core.Updater names it.
+NONFINITE_MODES = ("propagate", "skip", "raise")
 
 
 def nonfinite_mode(name: str, value: Any) -> str:
@@ -174,6 +173,8 @@ class Optimizer:
     _kernel: ClassVar[str]
     _kernel_index: ClassVar[int]
     _state_names: ClassVar[tuple[str, ...]] = ()
+    # What new state arrays are filled with (torch's Adagrad: initial_accumulator_value).
+    _initial_state_value: float = 0.0
     _hyperparameters: ClassVar[dict[str, Check]] = {}
     # True when the per-step scalars depend on the hyperparameters only (not on a step count): they
     # are then computed once and cached until an attribute is assigned.
@@ -220,8 +221,21 @@ class Optimizer:
             if callable(value):
                 value = self._scheduled_lr(value)
         object.__setattr__(self, name, value)
-        # Any assignment (opt.lr *= 0.1, a new schedule, ...) may change the per-step scalars.
+        # Any assignment (opt.lr *= 0.1, a new schedule, ...) may change the per-step scalars, and
+        # nonfinite, the kernel or its states change the engine.
         self.__dict__["_cached_scalars"] = None
+        self.__dict__.pop("_updaters", None)
+
+    def _new_updater(self) -> _core.Updater:
+        """The engine for the kernel, state names, initial state value and nonfinite in use."""
+        updater = _core.Updater(
+            self._kernel_index,
+            self._state_names,
+            initial_state=self._initial_state_value,
+            nonfinite=self.nonfinite,
+        )
+        self.__dict__.setdefault("_updaters", {})[self._kernel_index] = updater
+        return updater
 
     def _init_state(self) -> None:
         # Per-key state, created lazily by the core at the first update() that sees a key.
@@ -278,6 +292,7 @@ class Optimizer:
         # use), nor can per-key views, which are rebuilt on demand.
         state = dict(self.__dict__)
         state.pop("_lock", None)
+        state.pop("_updaters", None)  # engines are rebuilt on first use
         if "_per_key_cache" in state:
             state["_per_key_cache"] = ({}, {})
         return state
@@ -300,26 +315,24 @@ class Optimizer:
                 if self._constant_scalars:
                     self.__dict__["_cached_scalars"] = scalars
             per_key = self._per_key_kernels(params) if self.per_key else None
-            nonfinite = NONFINITE_MODES[self.nonfinite]
-            grad_scale, norm = 1.0, None
+            grad_scale, norm, known_finite = 1.0, None, False
             if self.max_grad_norm is not None:
                 norm = global_norm({key: grads[key] for key in params if key in grads})
                 scale = self.max_grad_norm / (norm + 1e-6)  # torch's clip_grad_norm_ coefficient
                 grad_scale = 1.0 if scale >= 1.0 else scale  # not min(): a nan norm must propagate
                 # A finite norm (a sum of squares in double) proves every grad finite: the norm's
                 # pass is the check for skip/raise; the core checks only grads it converts itself.
-                if math.isfinite(norm):
-                    nonfinite |= _KNOWN_FINITE
-            applied = _core.update(
-                self._kernel_index,
-                params,
-                grads,
-                self.__dict__,
-                self._state_names,
-                scalars,
-                grad_scale,
-                per_key,
-                nonfinite,
+                known_finite = math.isfinite(norm)
+            # The engine: built on first use and after any assignment (see __setattr__), one per
+            # kernel index (RAdam switches kernels between steps without an assignment).
+            try:
+                updater = self.__dict__["_updaters"][self._kernel_index]
+            except KeyError:
+                updater = self._new_updater()
+            # The state dicts are looked up by name in self.__dict__ (which maps each state name to
+            # its dict), in C++: a user who resets state the book's way (opt.v = {}) is honoured.
+            applied = updater.run(
+                params, grads, self.__dict__, scalars, grad_scale, known_finite, per_key
             )
         except BaseException:
             if schedule is not None:

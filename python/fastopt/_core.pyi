@@ -1,23 +1,44 @@
 # Type stubs for the compiled module fastopt._core; checked against it by mypy's stubtest in
 # tests/test_stubs.py.
+from collections.abc import Mapping
 from typing import Any
 
 def simd_level() -> str: ...
 def available_simd_levels() -> list[str]: ...
 def compiled_simd_levels() -> list[str]: ...
 def algorithms() -> dict[str, dict[str, Any]]: ...
-def update(
-    kernel: int,
-    params: Any,
-    grads: Any,
-    owner: Any,
-    state_names: tuple[Any, ...],
-    scalars: tuple[Any, ...],
-    grad_scale: float = 1.0,
-    per_key: Any = None,
-    nonfinite: int = 0,
-    /,
-) -> bool: ...
+
+class Updater:
+    def __init__(
+        self,
+        kernel: int,
+        state_names: tuple[str, ...],
+        *,
+        initial_state: float = 0.0,
+        nonfinite: str = "propagate",
+    ) -> None: ...
+    @property
+    def kernel(self) -> int: ...
+    @property
+    def state_names(self) -> tuple[str, ...]: ...
+    @property
+    def initial_state(self) -> float: ...
+    @property
+    def nonfinite(self) -> str: ...
+    def __copy__(self) -> Updater: ...
+    def __deepcopy__(self, memo: Any) -> Updater: ...
+    def run(
+        self,
+        params: dict[Any, Any],
+        grads: Mapping[Any, Any],
+        states: Mapping[str, Any],
+        scalars: tuple[float, ...],
+        grad_scale: float = 1.0,
+        known_finite: bool = False,
+        per_key: dict[Any, tuple[int, tuple[float, ...]]] | None = None,
+        /,
+    ) -> bool: ...
+
 def set_num_threads(threads: int) -> None: ...
 def get_num_threads() -> int: ...
 def available_cores() -> int: ...

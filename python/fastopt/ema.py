@@ -38,7 +38,7 @@ class EMA:
         How many update() calls were made.
     """
 
-    _kernel_index = kernel("ema")[0]
+    _updater = _core.Updater(kernel("ema")[0], ())
 
     def __init__(self, decay: float = 0.999) -> None:
         self.decay = unit_interval("decay", decay)
@@ -73,7 +73,7 @@ class EMA:
                     f"{average.shape}; reset it with `del ema.shadow[key]`"
                 )
             averages[key] = average
-        _core.update(self._kernel_index, averages, params, {}, (), (1.0 - self.decay,))
+        self._updater.run(averages, params, {}, (1.0 - self.decay,))
         for key, average in averages.items():  # only now: a failed update adds nothing
             self.shadow.setdefault(key, average)
         self.updates += 1

@@ -8,67 +8,6 @@ namespace {
 
 using npy = py::detail::npy_api;
 
-// Native byte order as NumPy spells it in a dtype; '=' and '|' are native too.
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-constexpr char kNativeOrder = '>';
-#else
-constexpr char kNativeOrder = '<';
-#endif
-
-bool is_native(const py::dtype& dt) {
-  const char order = dt.byteorder();
-  return order == '=' || order == '|' || order == kNativeOrder;
-}
-
-bool param_dtype(const py::dtype& dt, Dtype* out) {
-  if (!is_native(dt)) return false;
-  switch (dt.num()) {
-    case npy::NPY_FLOAT_:
-      *out = Dtype::kFloat32;
-      return true;
-    case npy::NPY_DOUBLE_:
-      *out = Dtype::kFloat64;
-      return true;
-    default:
-      return false;
-  }
-}
-
-// The same test as param_dtype, on the raw descriptor.
-bool raw_dtype(PyObject* descr, Dtype* out) {
-  const auto* d = py::detail::array_descriptor_proxy(descr);
-  if (d->byteorder == (kNativeOrder == '<' ? '>' : '<')) return false;
-  if (d->type_num == npy::NPY_FLOAT_) {
-    *out = Dtype::kFloat32;
-    return true;
-  }
-  if (d->type_num == npy::NPY_DOUBLE_) {
-    *out = Dtype::kFloat64;
-    return true;
-  }
-  return false;
-}
-
-constexpr int kLayoutFlag[] = {npy::NPY_ARRAY_C_CONTIGUOUS_, npy::NPY_ARRAY_F_CONTIGUOUS_};
-
-bool fits(PyObject* value, const ArrayView& param, int required_flags) {
-  if (!npy::get().PyArray_Check_(value)) return false;
-  const auto* a = py::detail::array_proxy(value);
-  Dtype dtype;
-  if (!raw_dtype(a->descr, &dtype) || dtype != param.dtype || a->nd != param.ndim) return false;
-  const int need =
-      required_flags | npy::NPY_ARRAY_ALIGNED_ | kLayoutFlag[static_cast<int>(param.layout)];
-  if ((a->flags & need) != need) return false;
-  for (int d = 0; d < param.ndim; ++d)
-    if (a->dimensions[d] != param.shape[d]) return false;
-  if (param.size == 0) return true;
-  // Same shape and dtype, both contiguous: each spans exactly size * itemsize bytes.
-  const std::int64_t bytes = param.size * (param.dtype == Dtype::kFloat32 ? 4 : 8);
-  return a->data + bytes <= param.data || param.data + bytes <= a->data;
-}
-
-const char* dtype_name(Dtype dt) { return dt == Dtype::kFloat32 ? "float32" : "float64"; }
-
 std::string type_name(py::handle value) { return py::str(py::type::of(value).attr("__name__")); }
 
 std::string describe(py::handle value) {
@@ -93,42 +32,11 @@ bool same_shape(const py::array& a, const py::array& b) {
   return true;
 }
 
-bool fits_layout(const py::array& a, Layout layout) {
-  const int want =
-      layout == Layout::kC ? npy::NPY_ARRAY_C_CONTIGUOUS_ : npy::NPY_ARRAY_F_CONTIGUOUS_;
-  const int need = want | npy::NPY_ARRAY_ALIGNED_ | npy::NPY_ARRAY_WRITEABLE_;
-  return (a.flags() & need) == need;
-}
-
-const py::object& numpy() {
-  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> storage;
-  return storage.call_once_and_store_result([] { return py::module_::import("numpy"); })
-      .get_stored();
-}
-
 // A copy of `value` as a contiguous array of the param's dtype and memory order.
 py::array converted(py::handle value, const ParamSpan& param) {
   const char* order = param.layout == Layout::kC ? "C" : "F";
   return numpy().attr("array")(value, py::arg("dtype") = dtype_name(param.dtype),
                                py::arg("order") = order, py::arg("copy") = true);
-}
-
-// A real number that is not an array: Python int or float (not bool), or a NumPy integer or
-// floating scalar. Complex and bool are excluded on purpose: they are not gradients.
-bool is_real_scalar(py::handle value) {
-  if (PyBool_Check(value.ptr())) return false;
-  if (PyFloat_Check(value.ptr()) || PyLong_Check(value.ptr())) return true;
-  if (!py::isinstance(value, numpy().attr("generic"))) return false;
-  const char kind = py::str(value.attr("dtype").attr("kind")).cast<std::string>()[0];
-  return kind == 'f' || kind == 'i' || kind == 'u';
-}
-
-const void* data_begin(const py::array& a) { return a.data(); }
-const void* data_end(const py::array& a) { return static_cast<const char*>(a.data()) + a.nbytes(); }
-
-bool overlaps(const py::array& a, const py::array& b) {
-  if (a.nbytes() == 0 || b.nbytes() == 0) return false;
-  return data_begin(a) < data_end(b) && data_begin(b) < data_end(a);
 }
 
 std::vector<py::ssize_t> contiguous_strides(const py::array& like, Layout layout) {
@@ -176,37 +84,6 @@ py::array zeros_like(const ParamSpan& param, int slot) {
 
 }  // namespace
 
-bool param_view(PyObject* value, ArrayView* view) {
-  if (!npy::get().PyArray_Check_(value)) return false;
-  const auto* a = py::detail::array_proxy(value);
-  if (!raw_dtype(a->descr, &view->dtype)) return false;
-  const int flags = a->flags;
-  if ((flags & (npy::NPY_ARRAY_WRITEABLE_ | npy::NPY_ARRAY_ALIGNED_)) !=
-      (npy::NPY_ARRAY_WRITEABLE_ | npy::NPY_ARRAY_ALIGNED_)) {
-    return false;
-  }
-  if (flags & npy::NPY_ARRAY_C_CONTIGUOUS_) {
-    view->layout = Layout::kC;
-  } else if (flags & npy::NPY_ARRAY_F_CONTIGUOUS_) {
-    view->layout = Layout::kF;
-  } else {
-    return false;
-  }
-  std::int64_t size = 1;
-  for (int d = 0; d < a->nd; ++d) size *= a->dimensions[d];
-  view->data = a->data;
-  view->size = size;
-  view->ndim = a->nd;
-  view->shape = a->dimensions;
-  return true;
-}
-
-bool grad_fits(PyObject* value, const ArrayView& param) { return fits(value, param, 0); }
-
-bool state_fits(PyObject* value, const ArrayView& param) {
-  return fits(value, param, npy::NPY_ARRAY_WRITEABLE_);
-}
-
 ArrayView view_of(const ParamSpan& param) {
   ArrayView view;
   const bool ok = param_view(param.array.ptr(), &view);
@@ -220,7 +97,7 @@ std::string entry(const char* dict_name, py::handle key) {
 
 ParamSpan check_param(py::handle key, py::handle value) {
   if (!py::isinstance<py::array>(value)) {
-    if (is_real_scalar(value)) {
+    if (is_real_scalar(value.ptr())) {
       // A scalar cannot change in place; update a 0-d float64 copy and put the result back as a
       // NumPy float64 scalar, which is what the book's classes leave in the dict.
       py::array work = numpy().attr("array")(value, py::arg("dtype") = "float64");
@@ -232,7 +109,7 @@ ParamSpan check_param(py::handle key, py::handle value) {
   }
   auto array = py::reinterpret_borrow<py::array>(value);
   Dtype dtype;
-  if (!param_dtype(array.dtype(), &dtype)) {
+  if (!dtype_of(array.dtype().ptr(), &dtype)) {
     throw py::type_error(entry("params", key) +
                          " must have dtype float32 or float64 in native byte order; got " +
                          describe(value) + ". Convert it once, e.g. params[key] = params[key]" +
@@ -278,18 +155,12 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param) {
                             entry("params", key) + " has shape " + shape_str(param.array) +
                             "; they must be equal.");
     }
-    Dtype dtype;
-    const bool direct =
-        param_dtype(grad.dtype(), &dtype) && dtype == param.dtype &&
-        (grad.flags() & npy::NPY_ARRAY_ALIGNED_) &&
-        (grad.flags() & (param.layout == Layout::kC ? npy::NPY_ARRAY_C_CONTIGUOUS_
-                                                    : npy::NPY_ARRAY_F_CONTIGUOUS_));
     // A grad that overlaps its param (even the very same array) is copied first: the kernel reads
     // the grad while it writes the param, and the book's result uses the grad as it was.
-    if (direct && !overlaps(grad, param.array)) return grad;
+    if (grad_fits(value.ptr(), view_of(param))) return grad;
     return converted(grad, param);
   }
-  if (is_real_scalar(value)) {
+  if (is_real_scalar(value.ptr())) {
     if (param.array.ndim() != 0) {
       throw py::value_error(entry("grads", key) + " is a scalar but " + entry("params", key) +
                             " has shape " + shape_str(param.array) + "; they must be equal.");
@@ -327,14 +198,14 @@ py::array check_state(py::handle key, py::handle states, int slot, const char* n
                           "state (or use a new optimizer) to start it afresh.");
   }
   Dtype dtype;
-  if (!param_dtype(state.dtype(), &dtype) || dtype != param.dtype) {
+  if (!dtype_of(state.dtype().ptr(), &dtype) || dtype != param.dtype) {
     throw py::value_error(entry("params", key) + " has dtype " + dtype_name(param.dtype) +
                           " but its state '" + name + "' has dtype " +
                           std::string(py::str(state.dtype())) +
                           ": the param changed dtype since its first update. Delete this key's "
                           "state (or use a new optimizer) to start it afresh.");
   }
-  if (fits_layout(state, param.layout) && !overlaps(state, param.array)) return state;
+  if (state_fits(found, view_of(param))) return state;
   *pending = true;
   return converted(state, param);
 }

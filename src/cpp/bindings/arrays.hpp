@@ -10,13 +10,12 @@
 #include <cstdint>
 #include <string>
 
+#include "bindings/predicates.hpp"
 #include "kernels/table.hpp"
 
 namespace fastopt::bindings {
 
 namespace py = pybind11;
-
-enum class Layout { kC, kF };
 
 // A param as the kernels see it.
 struct ParamSpan {
@@ -30,27 +29,7 @@ struct ParamSpan {
 // "params['W1']", with the key's repr.
 std::string entry(const char* dict_name, py::handle key);
 
-// ---- Fast path: predicates on NumPy's structs, no Python object created, no message built. ----
-
-// What the kernels need to know of a param, read straight from the ndarray.
-struct ArrayView {
-  char* data;
-  std::int64_t size;
-  Dtype dtype;
-  Layout layout;
-  int ndim;
-  const Py_intptr_t* shape;
-};
-
-// True when `value` is a param the kernels can update as it is (see check_param); fills `view`.
-bool param_view(PyObject* value, ArrayView* view);
-
-// True when `value` can be used as it is next to `param`: an ndarray of the param's dtype, shape
-// and memory order, aligned, and not overlapping the param. A state must also be writeable.
-bool grad_fits(PyObject* value, const ArrayView& param);
-bool state_fits(PyObject* value, const ArrayView& param);
-
-// ---- Slow path: called when a predicate above fails, to convert the input or raise. ----
+// ---- Called when a predicate of predicates.hpp fails, to convert the input or raise. ----
 
 // Checks params[key]: a writeable, aligned, C- or Fortran-contiguous float32/float64 ndarray in
 // native byte order, or a real scalar (which gets a 0-d float64 working array).

@@ -3,13 +3,15 @@
 
 namespace fastopt::bindings {
 void register_dispatch(pybind11::module_& m);
-void register_update(pybind11::module_& m);
+void register_updater(pybind11::module_& m);
+void register_threads(pybind11::module_& m);
 void register_norm(pybind11::module_& m);
 }  // namespace fastopt::bindings
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastopt's compiled core: fused, SIMD-vectorized optimizer kernels.";
   fastopt::bindings::register_dispatch(m);  // first: it chooses the SIMD level
-  fastopt::bindings::register_update(m);
+  fastopt::bindings::register_updater(m);
+  fastopt::bindings::register_threads(m);
   fastopt::bindings::register_norm(m);
 }

@@ -2,10 +2,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "bindings/active_level.hpp"
-#include "bindings/arrays.hpp"
+#include "bindings/predicates.hpp"
 #include "bindings/without_gil.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/thread_pool.hpp"
@@ -22,18 +23,6 @@ struct Chunk {
   std::int64_t begin, end;
 };
 
-// A native float32/float64 ndarray, C- or Fortran-contiguous and aligned: readable as it is.
-bool reads_in_place(py::handle item) {
-  if (!py::isinstance<py::array>(item)) return false;
-  const auto array = py::reinterpret_borrow<py::array>(item);
-  const int num = array.dtype().num();
-  constexpr int kContiguous =
-      py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ | py::detail::npy_api::NPY_ARRAY_F_CONTIGUOUS_;
-  return (num == py::detail::npy_api::NPY_FLOAT_ || num == py::detail::npy_api::NPY_DOUBLE_) &&
-         array.dtype().byteorder() != '>' && (array.flags() & kContiguous) &&
-         (array.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_);
-}
-
 // The sum of squares of every element of `arrays`, in double. Chunks of kNormChunk elements are
 // summed in parallel and then added in order, so the result has the same bits for every thread
 // count and SIMD level. The items are real arrays or scalars (fastopt.clip has checked their
@@ -45,19 +34,20 @@ double sum_of_squares(py::sequence arrays) {
   std::vector<Chunk> chunks;
   std::int64_t elements = 0;
   for (py::handle item : arrays) {
-    // The converting constructor, not array_t::ensure: ensure clears the Python error of a
-    // failed conversion (10**400 overflows), which must reach the caller as it is.
-    py::array array = reads_in_place(item)
-                          ? py::reinterpret_borrow<py::array>(item)
-                          : py::array_t<double, py::array::c_style | py::array::forcecast>(
-                                py::reinterpret_borrow<py::object>(item));
-    const int num = array.dtype().num();
-    keep.push_back(array);
-    const Dtype dtype = num == py::detail::npy_api::NPY_FLOAT_ ? Dtype::kFloat32 : Dtype::kFloat64;
-    const auto size = static_cast<std::int64_t>(array.size());
-    elements += size;
-    for (std::int64_t begin = 0; begin < size; begin += kNormChunk) {
-      chunks.push_back({array.data(), dtype, begin, std::min(size, begin + kNormChunk)});
+    ArrayView view;
+    if (usable_view(item.ptr(), 0, &view)) {  // native float32/float64, contiguous, aligned
+      keep.push_back(py::reinterpret_borrow<py::array>(item));
+    } else {
+      // The converting constructor, not array_t::ensure: ensure clears the Python error of a
+      // failed conversion (10**400 overflows), which must reach the caller as it is.
+      keep.push_back(py::array_t<double, py::array::c_style | py::array::forcecast>(
+          py::reinterpret_borrow<py::object>(item)));
+      const bool usable = usable_view(keep.back().ptr(), 0, &view);
+      (void)usable;  // a new C-contiguous float64 array, usable by construction
+    }
+    elements += view.size;
+    for (std::int64_t begin = 0; begin < view.size; begin += kNormChunk) {
+      chunks.push_back({view.data, view.dtype, begin, std::min(view.size, begin + kNormChunk)});
     }
   }
   std::vector<double> sums(chunks.size(), 0.0);

@@ -34,4 +34,18 @@ void without_gil(F&& fn) {
   if (error) std::rethrow_exception(error);
 }
 
+// Below this much work (ns) the kernels take less time than releasing and re-taking the GIL,
+// and other Python threads lose nothing by waiting.
+inline constexpr double kReleaseGilAboveNs = 5e3;
+
+// Runs `work` with the GIL released when it is long enough that other Python threads gain.
+template <class Work>
+void run_released_if_large(double work_ns, Work&& work) {
+  if (work_ns > kReleaseGilAboveNs) {
+    without_gil(work);
+  } else {
+    work();
+  }
+}
+
 }  // namespace fastopt::bindings

@@ -42,7 +42,7 @@ double sum_of_squares(const void* data, std::int64_t begin, std::int64_t end) {
   return total;
 }
 
-// A KernelFn that reads grad elements [begin, end) and sets the byte ops.state[0] points at to 1 if
+// A KernelFn that reads grad elements [begin, end) and sets *ops.nonfinite_found (a byte) to 1 if
 // any is inf or nan. It only reads (one stream), writes nothing else, and its answer does not
 // depend on how the elements are split into chunks, so it is deterministic across thread counts.
 //
@@ -84,7 +84,7 @@ void flag_nonfinite(const double* /*scalars*/, const Operands& ops, std::int64_t
     if (any >> (kBits - 1)) {
       // Several chunks may find one at once: a relaxed atomic store of the same value (the
       // GCC/Clang builtin: std::atomic_ref is C++20).
-      __atomic_store_n(static_cast<unsigned char*>(ops.state[0]), 1, __ATOMIC_RELAXED);
+      __atomic_store_n(ops.nonfinite_found, 1, __ATOMIC_RELAXED);
       return;
     }
   }

@@ -26,6 +26,8 @@ struct Operands {
   // Every gradient element is multiplied by this (rounded to the dtype) as it is read: fused
   // gradient clipping. 1 when not clipping, and g*1 == g exactly, so results are unchanged.
   double grad_scale;
+  // The non-finite check's output (KernelTable::flag_nonfinite), its own byte; no rule reads it.
+  unsigned char* nonfinite_found;
 };
 
 // Applies a rule to elements [begin, end) of the operands.
@@ -59,7 +61,7 @@ struct KernelTable {
   const KernelRow* rows;
   int size;
   SumSquaresFn sum_squares[kNumDtypes];
-  // Reads ops.grad only; sets *(unsigned char*)ops.state[0] = 1 if an element is inf or nan.
+  // Reads ops.grad only; sets *ops.nonfinite_found = 1 if an element is inf or nan.
   KernelFn flag_nonfinite[kNumDtypes];
 };
 

@@ -1,0 +1,23 @@
+// Phases 2 to 4 of Updater.run, once validation has passed: commit the new state arrays, run the
+// kernels, write back the params that were scalars.
+#pragma once
+
+#include <Python.h>
+
+#include "bindings/plan.hpp"
+#include "bindings/scratch.hpp"
+
+namespace fastopt::bindings {
+
+// 2. Inserts the state arrays made in validation into the optimizer's state dicts.
+void commit_states(const Scratch& scratch);
+
+// 3. Runs the planned tasks on the thread pool, with the GIL released when the work is large enough
+// to be worth it. No Python object is touched here: Scratch::keep holds a reference to every array
+// involved, so another Python thread replacing a dict entry cannot free one.
+void run_plan(const Scratch& scratch, const Plan& plan);
+
+// 4. Puts the params that were scalars back into `params`, as NumPy float64 scalars.
+void write_back_scalars(PyObject* params, const Scratch& scratch);
+
+}  // namespace fastopt::bindings

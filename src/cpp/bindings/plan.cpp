@@ -1,0 +1,184 @@
+// The common case (every array already usable) reads NumPy's structs directly and builds no Python
+// object and no string: ~50 ns a key. Anything unusual falls back to the checks in arrays.cpp,
+// which convert the input or raise with a message.
+#include "bindings/plan.hpp"
+
+#include <array>
+#include <string>
+
+#include "bindings/aligned_dict.hpp"
+#include "bindings/arrays.hpp"
+#include "bindings/predicates.hpp"
+#include "runtime/executor.hpp"
+
+namespace fastopt::bindings {
+namespace {
+
+[[noreturn]] void missing_grad(PyObject* key) {
+  throw py::key_error("grads has no entry for key " + std::string(py::repr(key)) +
+                      "; every key of params needs a gradient.");
+}
+
+PyObject* lookup_grad(PyObject* grads, AlignedDict* grads_dict, PyObject* key,
+                      std::vector<py::object>& keep) {
+  if (grads_dict != nullptr) {
+    PyObject* found = grads_dict->find(key);  // borrowed: owned from here on
+    if (found == nullptr) missing_grad(key);
+    keep.push_back(py::reinterpret_borrow<py::object>(found));
+    return found;
+  }
+  PyObject* found = PyObject_GetItem(grads, key);  // a new reference: owned by `keep`
+  if (found != nullptr) {
+    keep.push_back(py::reinterpret_steal<py::object>(found));
+    return found;
+  }
+  if (!PyErr_ExceptionMatches(PyExc_KeyError)) throw py::error_already_set();
+  PyErr_Clear();
+  missing_grad(key);
+}
+
+// For the slow paths, which check and convert against the param.
+ParamSpan span_of(PyObject* param_array, const ArrayView& param) {
+  return ParamSpan{py::reinterpret_borrow<py::array>(param_array), param.dtype, param.layout,
+                   param.size, false};
+}
+
+// Plans one key at a time, in params' order.
+class Planner {
+ public:
+  Planner(const PlanRequest& request, Scratch& scratch)
+      : request_(request),
+        scratch_(scratch),
+        row_(request.table->rows[request.kernel]),
+        grads_aligned_(request.grads) {
+    grads_dict_ = PyDict_Check(request.grads) ? &grads_aligned_ : nullptr;
+    for (int s = 0; s < row_.num_states; ++s) state_dicts_[s] = AlignedDict(request.state_dicts[s]);
+  }
+
+  void add_key(PyObject* key, PyObject* value);
+  const Plan& plan() const { return plan_; }
+
+ private:
+  ArrayView param_of(PyObject* key, PyObject* value, PyObject** param_array);
+  void use_own_settings(PyObject* key, Dtype dtype, runtime::Task* task);
+  void* state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array);
+
+  const PlanRequest& request_;
+  Scratch& scratch_;
+  const KernelRow& row_;
+  AlignedDict grads_aligned_;
+  AlignedDict* grads_dict_;
+  std::array<AlignedDict, kMaxStates> state_dicts_;
+  Plan plan_;
+};
+
+void Planner::add_key(PyObject* key, PyObject* value) {
+  std::vector<py::object>& keep = scratch_.keep;
+  // Own every object the moment it is obtained: any lookup below may run Python code (a key's
+  // __eq__, a mapping's __getitem__) that drops the dict's reference to it, and the write-back
+  // after the kernels, which ran without the GIL, uses the key again.
+  keep.push_back(py::reinterpret_borrow<py::object>(key));
+  keep.push_back(py::reinterpret_borrow<py::object>(value));
+  PyObject* grad = lookup_grad(request_.grads, grads_dict_, key, keep);
+  PyObject* param_array = value;
+  const ArrayView param = param_of(key, value, &param_array);
+  runtime::Task task{row_.fn[static_cast<int>(param.dtype)], request_.scalars, {}, param.size};
+  if (request_.per_key != nullptr) use_own_settings(key, param.dtype, &task);
+  task.ops.grad_scale = request_.grad_scale;
+  task.ops.param = param.data;
+
+  const bool grad_converted = !grad_fits(grad, param);
+  if (grad_converted) {
+    keep.push_back(check_grad(key, grad, span_of(param_array, param)));  // raises, or converts
+    grad = keep.back().ptr();
+    plan_.converted = true;
+  }
+  task.ops.grad = py::detail::array_proxy(grad)->data;
+  for (int s = 0; s < row_.num_states; ++s)
+    task.ops.state[s] = state_of(s, key, param, param_array);
+  if (param.size > 0) {
+    scratch_.tasks.push_back(task);
+    scratch_.origins.push_back({key, param.dtype, grad_converted});
+    plan_.total += param.size;
+    plan_.work_ns += static_cast<double>(param.size) * runtime::ns_per_element(row_, param.dtype);
+  }
+}
+
+// The param's view; a param that is not usable as it is goes through check_param, which raises
+// or makes a scalar's working array (then *param_array is that array).
+ArrayView Planner::param_of(PyObject* key, PyObject* value, PyObject** param_array) {
+  ArrayView param;
+  if (param_view(value, &param)) return param;
+  ParamSpan span = check_param(key, value);
+  *param_array = span.array.ptr();
+  scratch_.keep.push_back(span.array);
+  if (span.from_scalar) scratch_.scalar_params.push_back({key, *param_array});
+  return view_of(span);
+}
+
+// per_key: {key: (kernel index, scalars)} for keys with settings of their own (another variant of
+// the same kernel: the same states and scalar count). Their scalars live in Scratch, at stable
+// addresses, for the tasks to point at.
+void Planner::use_own_settings(PyObject* key, Dtype dtype, runtime::Task* task) {
+  PyObject* own = PyDict_GetItemWithError(request_.per_key, key);
+  if (own == nullptr && PyErr_Occurred()) throw py::error_already_set();
+  if (own == nullptr) return;
+  if (!PyTuple_Check(own) || PyTuple_GET_SIZE(own) != 2) {
+    throw py::type_error("per_key values must be (kernel index, scalars)");
+  }
+  const KernelTable& table = *request_.table;
+  const long index = PyLong_AsLong(PyTuple_GET_ITEM(own, 0));
+  if (index < 0 || index >= table.size || table.rows[index].num_states != row_.num_states ||
+      table.rows[index].num_scalars != row_.num_scalars) {
+    throw py::value_error("internal error: a per-key kernel must keep the same state");
+  }
+  scratch_.per_key_scalars.emplace_back();
+  read_scalars(PyTuple_GET_ITEM(own, 1), row_.num_scalars, scratch_.per_key_scalars.back().data());
+  task->fn = table.rows[index].fn[static_cast<int>(dtype)];
+  task->scalars = scratch_.per_key_scalars.back().data();
+}
+
+// The data of state `slot` for `key`: the existing array when it fits, else one check_state
+// returns (raises, converts, or makes a new one, inserted only at commit).
+void* Planner::state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array) {
+  std::vector<py::object>& keep = scratch_.keep;
+  PyObject* state = state_dicts_[slot].find(key);  // borrowed; owned below before any Python runs
+  if (state != nullptr && state_fits(state, param)) {
+    keep.push_back(py::reinterpret_borrow<py::object>(state));
+  } else {
+    bool is_new = false;
+    PyObject* dict = request_.state_dicts[slot];
+    keep.push_back(check_state(key, dict, slot, request_.state_names[slot].c_str(),
+                               span_of(param_array, param), request_.initial_state, &is_new));
+    if (is_new) scratch_.pending.push_back({dict, key, keep.back().ptr()});
+  }
+  return py::detail::array_proxy(keep.back().ptr())->data;
+}
+
+}  // namespace
+
+void read_scalars(PyObject* tuple, int expected, double* out) {
+  if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) != expected) {
+    throw py::value_error("internal error: a kernel takes " + std::to_string(expected) +
+                          " scalars");
+  }
+  for (int s = 0; s < expected; ++s) {
+    out[s] = PyFloat_AsDouble(PyTuple_GET_ITEM(tuple, s));
+    if (out[s] == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+  }
+}
+
+Plan make_plan(const PlanRequest& request, Scratch& scratch) {
+  const Py_ssize_t num_keys = PyDict_Size(request.params);
+  const int num_states = request.table->rows[request.kernel].num_states;
+  scratch.tasks.reserve(static_cast<std::size_t>(num_keys));
+  scratch.keep.reserve(static_cast<std::size_t>(num_keys) * (2 + num_states));
+  Planner planner(request, scratch);
+  PyObject* key;
+  PyObject* value;
+  Py_ssize_t position = 0;
+  while (PyDict_Next(request.params, &position, &key, &value)) planner.add_key(key, value);
+  return planner.plan();
+}
+
+}  // namespace fastopt::bindings

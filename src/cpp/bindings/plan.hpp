@@ -1,0 +1,43 @@
+// Phase 1 of Updater.run: walk params' keys once, with the GIL held, and turn them into tasks.
+//
+// Every param, grad and state is checked; grads that need it are converted; missing state arrays
+// are made but not inserted (Scratch::pending). Any error raises here, before anything is written.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+
+#include "bindings/scratch.hpp"
+#include "kernels/table.hpp"
+
+namespace fastopt::bindings {
+
+// What one run is asked to do: the Updater's fixed part and the call's arguments, checked.
+struct PlanRequest {
+  const KernelTable* table;
+  int kernel;
+  PyObject* params;   // a dict
+  PyObject* grads;    // any mapping
+  PyObject* per_key;  // nullptr, or {key: (kernel index, scalars)}
+  const double* scalars;
+  double grad_scale;
+  PyObject* const* state_dicts;    // the row's num_states dicts
+  const std::string* state_names;  // their names, for messages
+  double initial_state;            // what new state arrays are filled with
+};
+
+// The totals of the tasks planned into Scratch::tasks.
+struct Plan {
+  std::int64_t total = 0;  // elements
+  double work_ns = 0;      // estimated time on one thread
+  bool converted = false;  // some grad was converted or copied here
+};
+
+// Reads a tuple of per-step scalars into `out`; `expected` is the kernel's count.
+void read_scalars(PyObject* tuple, int expected, double* out);
+
+Plan make_plan(const PlanRequest& request, Scratch& scratch);
+
+}  // namespace fastopt::bindings

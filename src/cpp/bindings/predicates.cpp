@@ -1,0 +1,93 @@
+#include "bindings/predicates.hpp"
+
+#include <string>
+
+namespace fastopt::bindings {
+namespace {
+
+using npy = py::detail::npy_api;
+
+// Native byte order as NumPy spells it in a dtype; '=' and '|' are native too.
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+constexpr char kForeignOrder = '<';
+#else
+constexpr char kForeignOrder = '>';
+#endif
+
+constexpr int kLayoutFlag[] = {npy::NPY_ARRAY_C_CONTIGUOUS_, npy::NPY_ARRAY_F_CONTIGUOUS_};
+
+bool fits(PyObject* value, const ArrayView& param, int required_flags) {
+  if (!npy::get().PyArray_Check_(value)) return false;
+  const auto* a = py::detail::array_proxy(value);
+  Dtype dtype;
+  if (!dtype_of(a->descr, &dtype) || dtype != param.dtype || a->nd != param.ndim) return false;
+  const int need =
+      required_flags | npy::NPY_ARRAY_ALIGNED_ | kLayoutFlag[static_cast<int>(param.layout)];
+  if ((a->flags & need) != need) return false;
+  for (int d = 0; d < param.ndim; ++d)
+    if (a->dimensions[d] != param.shape[d]) return false;
+  if (param.size == 0) return true;
+  // Same shape and dtype, both contiguous: each spans exactly size * itemsize bytes.
+  const std::int64_t bytes = param.size * bytes_of(param.dtype);
+  return a->data + bytes <= param.data || param.data + bytes <= a->data;
+}
+
+}  // namespace
+
+const py::object& numpy() {
+  PYBIND11_CONSTINIT static py::gil_safe_call_once_and_store<py::object> storage;
+  return storage.call_once_and_store_result([] { return py::module_::import("numpy"); })
+      .get_stored();
+}
+
+bool dtype_of(PyObject* descr, Dtype* out) {
+  const auto* d = py::detail::array_descriptor_proxy(descr);
+  if (d->byteorder == kForeignOrder) return false;
+  if (d->type_num == npy::NPY_FLOAT_) {
+    *out = Dtype::kFloat32;
+    return true;
+  }
+  if (d->type_num == npy::NPY_DOUBLE_) {
+    *out = Dtype::kFloat64;
+    return true;
+  }
+  return false;
+}
+
+bool is_real_scalar(PyObject* value) {
+  if (PyBool_Check(value)) return false;
+  if (PyFloat_Check(value) || PyLong_Check(value)) return true;
+  const py::handle handle(value);
+  if (!py::isinstance(handle, numpy().attr("generic"))) return false;
+  const char kind = py::str(handle.attr("dtype").attr("kind")).cast<std::string>()[0];
+  return kind == 'f' || kind == 'i' || kind == 'u';
+}
+
+bool usable_view(PyObject* value, int required_flags, ArrayView* view) {
+  if (!npy::get().PyArray_Check_(value)) return false;
+  const auto* a = py::detail::array_proxy(value);
+  if (!dtype_of(a->descr, &view->dtype)) return false;
+  const int flags = a->flags;
+  const int need = required_flags | npy::NPY_ARRAY_ALIGNED_;
+  if ((flags & need) != need) return false;
+  if (flags & npy::NPY_ARRAY_C_CONTIGUOUS_) {
+    view->layout = Layout::kC;
+  } else if (flags & npy::NPY_ARRAY_F_CONTIGUOUS_) {
+    view->layout = Layout::kF;
+  } else {
+    return false;
+  }
+  std::int64_t size = 1;
+  for (int d = 0; d < a->nd; ++d) size *= a->dimensions[d];
+  view->data = a->data;
+  view->size = size;
+  view->ndim = a->nd;
+  view->shape = a->dimensions;
+  return true;
+}
+
+bool grad_fits(PyObject* value, const ArrayView& param) { return fits(value, param, 0); }
+
+bool state_fits(PyObject* value, const ArrayView& param) { return fits(value, param, kWriteable); }
+
+}  // namespace fastopt::bindings

@@ -1,0 +1,62 @@
+// The questions every part of the bindings asks of a Python value, each answered in one place:
+// is it a real scalar, which Dtype a NumPy descriptor holds, how many bytes an element takes, and
+// can an ndarray be used by the kernels as it is. The array tests read NumPy's structs directly:
+// no Python object created, no message built (the fast path of update() and sum_of_squares).
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+#include "kernels/table.hpp"
+
+namespace fastopt::bindings {
+
+namespace py = pybind11;
+
+enum class Layout { kC, kF };
+
+// An ndarray as the kernels see it.
+struct ArrayView {
+  char* data;
+  std::int64_t size;
+  Dtype dtype;
+  Layout layout;
+  int ndim;
+  const Py_intptr_t* shape;
+};
+
+inline constexpr std::int64_t bytes_of(Dtype dtype) { return dtype == Dtype::kFloat32 ? 4 : 8; }
+inline const char* dtype_name(Dtype dtype) {
+  return dtype == Dtype::kFloat32 ? "float32" : "float64";
+}
+
+// The numpy module, imported once.
+const py::object& numpy();
+
+// True when the NumPy descriptor `descr` is float32 or float64 in native byte order; sets `*out`.
+bool dtype_of(PyObject* descr, Dtype* out);
+
+// A real number that is not an array: Python int or float (not bool), or a NumPy integer or
+// floating scalar. Complex and bool are excluded on purpose: they are not gradients.
+bool is_real_scalar(PyObject* value);
+
+// Flags an array may be asked to have besides being usable (see usable_view).
+inline constexpr int kWriteable = py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
+
+// True when `value` is an ndarray the kernels can use as it is: float32 or float64 in native byte
+// order, aligned, C- or Fortran-contiguous, with every flag of `required_flags`; fills `view`.
+bool usable_view(PyObject* value, int required_flags, ArrayView* view);
+
+// A param the kernels can update in place: usable and writeable.
+inline bool param_view(PyObject* value, ArrayView* view) {
+  return usable_view(value, kWriteable, view);
+}
+
+// True when `value` can be used as it is next to `param`: an ndarray of the param's dtype, shape
+// and memory order, aligned, and not overlapping the param. A state must also be writeable.
+bool grad_fits(PyObject* value, const ArrayView& param);
+bool state_fits(PyObject* value, const ArrayView& param);
+
+}  // namespace fastopt::bindings

@@ -1,0 +1,57 @@
+// _core.Updater: what is fixed per optimizer (its kernel, state names, initial state value and
+// non-finite mode), checked once, and run(): one call into C++ per optimizer step, for every key of
+// the params dict together.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <array>
+#include <string>
+
+#include "bindings/nonfinite.hpp"
+#include "kernels/table.hpp"
+
+namespace fastopt::bindings {
+
+namespace py = pybind11;
+
+// One call's arguments, as run() receives them (borrowed).
+struct RunArgs {
+  PyObject* params;
+  PyObject* grads;
+  PyObject* states;   // {state name: {key: ndarray}}
+  PyObject* scalars;  // a tuple
+  double grad_scale;
+  bool known_finite;  // the caller proved every grad finite (their norm was finite)
+  PyObject* per_key;  // None or {key: (kernel index, scalars)}
+};
+
+class Updater {
+ public:
+  // Raises ValueError for an unknown kernel, a wrong number of state names or an unknown mode,
+  // TypeError when state_names is not a tuple of str.
+  Updater(int kernel, py::object state_names, double initial_state, const std::string& nonfinite);
+
+  int kernel() const { return kernel_; }
+  const py::tuple& state_names() const { return state_names_; }
+  double initial_state() const { return initial_state_; }
+  const char* nonfinite() const { return nonfinite_name(nonfinite_); }
+
+  // Returns false when the update was skipped (nonfinite="skip" and a grad held inf or nan).
+  bool run(const RunArgs& args) const;
+
+ private:
+  int num_states() const { return table_.rows[kernel_].num_states; }
+  void state_dicts(PyObject* states, std::array<py::object, kMaxStates>* dicts) const;
+
+  KernelTable table_;  // the active level's, fixed for the process
+  int kernel_;
+  py::tuple state_names_;  // interned str, so that dict lookups compare pointers
+  std::array<std::string, kMaxStates> state_name_strings_;  // for messages
+  double initial_state_;
+  Nonfinite nonfinite_;
+};
+
+void register_updater(py::module_& m);
+
+}  // namespace fastopt::bindings
