@@ -95,11 +95,26 @@ def assert_unchanged(before: dict[str, Any], opt: Any, params: dict[Hashable, An
 
 
 @pytest.fixture
+def core_calls(monkeypatch) -> list:
+    """Every call into the core's update engine (Updater.run) made while the test runs."""
+    calls: list = []
+
+    class Counting(fastopt._core.Updater):
+        def run(self, *args):
+            calls.append(args)
+            return super().run(*args)
+
+    monkeypatch.setattr(fastopt._core, "Updater", Counting)
+    return calls
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261121)
 
 
-# fastopt.optim: every class, every option alone, and combinations of them.
+# fastopt.optim: every class, every option alone, and combinations of them. An algorithm's cases
+# are its one entry here; the states compared are the reference's (fastopt.reference.optim).
 OPTIM_CASES = [
     ("SGD", {}),
     ("SGD", {"momentum": 0.9}),
@@ -151,25 +166,18 @@ OPTIM_CASES = [
     ("RAdam", {"weight_decay": 0.1}),
     ("RAdam", {"weight_decay": 0.1, "decoupled_weight_decay": True}),
     ("RAdam", {"maximize": True, "betas": (0.8, 0.9)}),
-]
-LION_CASES = [
     ("Lion", {}),
     ("Lion", {"weight_decay": 0.5}),
     ("Lion", {"maximize": True, "betas": (0.5, 0.9)}),
+    ("AdaBelief", {}),  # rectified after the first steps, SGD-like before
+    ("AdaBelief", {"rectify": False}),
+    ("AdaBelief", {"rectify": False, "amsgrad": True, "eps": 1e-8}),
+    ("AdaBelief", {"amsgrad": True, "betas": (0.5, 0.9)}),
+    ("AdaBelief", {"weight_decay": 0.1}),
+    ("AdaBelief", {"weight_decay": 0.1, "fixed_decay": True}),
+    ("AdaBelief", {"weight_decay": 0.1, "weight_decouple": False, "rectify": False}),
+    ("AdaBelief", {"degenerated_to_sgd": False, "betas": (0.8, 0.99)}),
 ]
-# The state dicts of each fastopt.optim class (all it may use; unused ones stay empty).
-OPTIM_STATES = {
-    "SGD": ("momentum_buffer",),
-    "Adam": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-    "AdamW": ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"),
-    "Adagrad": ("sum",),
-    "RMSprop": ("square_avg", "grad_avg", "momentum_buffer"),
-    "Adadelta": ("square_avg", "acc_delta"),
-    "Adamax": ("exp_avg", "exp_inf"),
-    "NAdam": ("exp_avg", "exp_avg_sq"),
-    "RAdam": ("exp_avg", "exp_avg_sq"),
-    "Lion": ("exp_avg",),
-}
 # Awkward sizes: scalars, vector-width edges, 2-D, a large odd size.
 OPTIM_SHAPES = [(), (1,), (17,), (33, 5), (4099,)]
 

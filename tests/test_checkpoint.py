@@ -7,13 +7,13 @@ import os
 import fastopt
 import numpy as np
 import pytest
-from conftest import BOOK, DTYPES, LION_CASES, OPTIM_CASES, case_id
+from conftest import BOOK, DTYPES, OPTIM_CASES, case_id
 from fastopt import optim
 
 # Every book class, and the torch-style ones with options that create every kind of state.
 EVERYTHING = [(name, {}, fastopt) for name in BOOK] + [
     (name, options, optim)
-    for name, options in OPTIM_CASES + LION_CASES
+    for name, options in OPTIM_CASES
     if options
     in (
         {},

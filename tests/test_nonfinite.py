@@ -8,11 +8,11 @@ import math
 import fastopt
 import numpy as np
 import pytest
-from conftest import BOOK, LION_CASES, OPTIM_CASES, case_id, clone, pair
+from conftest import BOOK, OPTIM_CASES, case_id, clone, pair
 from fastopt import reference
 
 # Every optimizer: the book's six, and every fastopt.optim case (all options).
-CASES = [(name, {}, True) for name in BOOK] + [(n, o, False) for n, o in OPTIM_CASES + LION_CASES]
+CASES = [(name, {}, True) for name in BOOK] + [(n, o, False) for n, o in OPTIM_CASES]
 CASE_IDS = [("" if book else "optim.") + case_id((n, o)) for n, o, book in CASES]
 BAD = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf}
 
@@ -49,7 +49,7 @@ def everything(opt, params):
         "ids": {k: id(v) for k, v in params.items()},
         "params": clone(params),
         "state": opt.state_dict(),
-        "updates": opt._updates,
+        "steps": opt.steps,
         "lr": opt.lr,
     }
 
@@ -132,7 +132,9 @@ def test_propagate_is_the_default_and_the_books_behaviour(name, options, book):
         explicit.update(params_explicit, grads)
         with np.errstate(invalid="ignore", over="ignore"):  # NumPy warns of the nan it makes
             ref.update(params_ref, grads)
-    assert np.isnan(params["W1"][1, 1])
+    # The nan reaches the param; or, where the rule makes no param step yet (AdaBelief without
+    # degenerated_to_sgd in its first steps), the moment.
+    assert np.isnan(params["W1"][1, 1]) or np.isnan(fast.exp_avg["W1"][1, 1])
     for key in params:
         assert np.array_equal(params[key], params_ref[key], equal_nan=True), key
         assert np.array_equal(params[key], params_explicit[key], equal_nan=True), key
@@ -208,7 +210,7 @@ def test_a_skipped_update_leaves_the_schedule_lr_and_state_alone(mode):
             opt.update(params, {"a": np.ones(4), "s": float("nan")})
         except FloatingPointError:
             assert mode == "raise"
-    assert (opt.steps, opt._updates, opt.exp_avg, params["s"]) == (0, 0, {}, 2.0)
+    assert (opt.steps, opt.exp_avg, params["s"]) == (0, {}, 2.0)
     assert isinstance(params["s"], float)  # a scalar param is not even rewritten
     assert opt.skipped_updates == (2 if mode == "skip" else 0)
     opt.update(params, {"a": np.ones(4), "s": 1.0})

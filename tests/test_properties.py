@@ -141,10 +141,11 @@ def test_bad_input_raises_the_documented_error_and_changes_nothing(
     mutate, error = BAD[mistake]
     mutate(opt, params, grads)
 
-    # Public state (params, state dicts, step counters) and the update count behind schedules;
+    # Public state: every state array, the counters (step counts) and the hyperparameters;
     # internal caches such as the chosen kernel variant may be filled by a failed call.
     def observable(opt):
-        return {k: v for k, v in vars(opt).items() if not k.startswith("_") or k == "_updates"}
+        saved = opt.state_dict()
+        return {**saved["state"], "counters": saved["counters"], "hp": saved["hyperparameters"]}
 
     before = copy.deepcopy(observable(opt))
     good = params["good"].copy()

@@ -9,10 +9,10 @@ from __future__ import annotations
 import fastopt
 import numpy as np
 import pytest
-from conftest import BOOK, LION_CASES, OPTIM_CASES, case_id, clone, pair
+from conftest import BOOK, OPTIM_CASES, case_id, clone, pair
 from fastopt import reference
 
-CASES = [(name, {}, True) for name in BOOK] + [(n, o, False) for n, o in OPTIM_CASES + LION_CASES]
+CASES = [(name, {}, True) for name in BOOK] + [(n, o, False) for n, o in OPTIM_CASES]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from . import init, optim, schedules
 from ._core import available_simd_levels, simd_level
+from ._per_key import where
 from ._threads import get_num_threads, num_threads, set_num_threads
 from .checkpoint import CheckpointError, load, save
 from .clip import clip_grad_norm, clip_grad_value, global_norm
 from .ema import EMA
-from .optim import Adadelta, Adamax, AdamW, Lion, NAdam, RAdam
+from .optim import AdaBelief, Adadelta, Adamax, AdamW, Lion, NAdam, RAdam
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "RAdam",
     "Adadelta",
     "Lion",
+    "AdaBelief",
+    "where",
     "optim",
     "init",
     "schedules",

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from ._base import Optimizer, kernel
+from collections.abc import Hashable
+
+import numpy as np
+
+from . import _core
+from ._spec import rule
+from ._types import Grads, Params
 
 
-class MemoryTrafficProbe(Optimizer):
+class MemoryTrafficProbe:
     """Makes exactly the loads and stores of a rule with ``num_states`` state arrays.
 
     It reads the param, the grad and every state, and writes the param and every state, with trivial
@@ -18,9 +24,16 @@ class MemoryTrafficProbe(Optimizer):
     def __init__(self, num_states: int) -> None:
         if num_states not in (0, 1, 2, 3):
             raise ValueError(f"num_states must be 0, 1, 2 or 3; got {num_states!r}")
-        self._kernel_index = kernel(f"traffic{num_states}")[0]  # type: ignore[misc]
-        self._state_names = tuple(f"s{i}" for i in range(num_states))  # type: ignore[misc]
-        self._init_state()
+        index, names = rule(f"traffic{num_states}").variant({})
+        self._updater = _core.Updater(index, names)
+        self.state: dict[str, dict[Hashable, np.ndarray]] = {name: {} for name in names}
 
-    def _step_scalars(self) -> tuple[float, ...]:
-        return ()
+    def update(self, params: Params, grads: Grads) -> None:
+        self._updater.run(params, grads, self.state, ())
+
+    def __getattr__(self, name: str) -> dict[Hashable, np.ndarray]:
+        # probe.s0, probe.s1, ...: the state dicts, as an optimizer shows its states.
+        try:
+            return self.__dict__["state"][name]
+        except KeyError:
+            raise AttributeError(name) from None

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._base import kernel, unit_interval
+from ._checks import unit_interval
+from ._spec import rule
 from ._types import Params
 
 __all__ = ["EMA"]
@@ -38,7 +39,9 @@ class EMA:
         How many update() calls were made.
     """
 
-    _updater = _core.Updater(kernel("ema")[0], ())
+    # The rule "ema" updates its "param" operand (the average) from its "grad" operand (the live
+    # param), with no state arrays.
+    _updater = _core.Updater(rule("ema").variant({})[0], ())
 
     def __init__(self, decay: float = 0.999) -> None:
         self.decay = unit_interval("decay", decay)

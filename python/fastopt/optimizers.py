@@ -2,14 +2,21 @@
 
 Same class names, positional arguments, defaults, state attributes and numbers as the book: in
 float64 every param and state is bit-identical to the book's NumPy code (fastopt.reference). The
-book's constant 1e-7 is the keyword ``eps``.
+book's constant 1e-7 is the keyword ``eps``. Each class is a configuration of the machinery in
+``_base``: its rule (src/cpp/kernels/rules/book.hpp), its hyperparameters, its states and its
+per-step scalars.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from ._base import Optimizer, learning_rate, positive, unit_interval
+from ._base import Optimizer
+from ._checks import positive, unit_interval
+from ._settings import Hyperparameter
+from ._spec import Scalars, per_step
+from ._state import OptimizerState, StepView, state
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
@@ -20,17 +27,17 @@ class SGD(Optimizer):
     Parameters
     ----------
     lr : float
-        Learning rate, finite and >= 0.
+        Learning rate, finite and >= 0 (or a schedule, see fastopt.schedules).
     """
 
-    _kernel = "sgd"
-    _hyperparameters = {"lr": learning_rate}
+    rule = "sgd"
 
     def __init__(self, lr: float = 0.01) -> None:
         self.lr = lr
 
-    def _step_scalars(self) -> tuple[float, ...]:
-        return (self.lr,)
+    @per_step("lr")
+    def scalars(h: Any, state: OptimizerState) -> Scalars:
+        return (h.lr,)
 
 
 class Momentum(Optimizer):
@@ -49,17 +56,17 @@ class Momentum(Optimizer):
         The velocity of each key, created (zeros like the param) at its first update.
     """
 
-    _kernel = "momentum"
-    _state_names = ("v",)
-    _hyperparameters = {"lr": learning_rate, "momentum": unit_interval}
+    rule = "momentum"
+    momentum = Hyperparameter(unit_interval)
+    v = state()
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         self.lr = lr
         self.momentum = momentum
-        self._init_state()
 
-    def _step_scalars(self) -> tuple[float, ...]:
-        return (self.momentum, self.lr)
+    @per_step("momentum", "lr")
+    def scalars(h: Any, state: OptimizerState) -> Scalars:
+        return (h.momentum, h.lr)
 
 
 class Nesterov(Optimizer):
@@ -82,18 +89,18 @@ class Nesterov(Optimizer):
         The velocity of each key.
     """
 
-    _kernel = "nesterov"
-    _state_names = ("v",)
-    _hyperparameters = {"lr": learning_rate, "momentum": unit_interval}
+    rule = "nesterov"
+    momentum = Hyperparameter(unit_interval)
+    v = state()
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.9) -> None:
         self.lr = lr
         self.momentum = momentum
-        self._init_state()
 
-    def _step_scalars(self) -> tuple[float, ...]:
-        momentum = self.momentum
-        return (momentum * momentum, (1 + momentum) * self.lr, momentum, self.lr)
+    @per_step("momentum_sq", "lr_ahead", "momentum", "lr")
+    def scalars(h: Any, state: OptimizerState) -> Scalars:
+        momentum = h.momentum
+        return (momentum * momentum, (1 + momentum) * h.lr, momentum, h.lr)
 
 
 class AdaGrad(Optimizer):
@@ -112,17 +119,17 @@ class AdaGrad(Optimizer):
         The sum of squared gradients of each key.
     """
 
-    _kernel = "adagrad"
-    _state_names = ("h",)
-    _hyperparameters = {"lr": learning_rate, "eps": positive}
+    rule = "adagrad"
+    eps = Hyperparameter(positive)
+    h = state()
 
     def __init__(self, lr: float = 0.01, *, eps: float = 1e-7) -> None:
         self.lr = lr
         self.eps = eps
-        self._init_state()
 
-    def _step_scalars(self) -> tuple[float, ...]:
-        return (self.lr, self.eps)
+    @per_step("lr", "eps")
+    def scalars(h: Any, state: OptimizerState) -> Scalars:
+        return (h.lr, h.eps)
 
 
 class RMSprop(Optimizer):
@@ -146,18 +153,19 @@ class RMSprop(Optimizer):
         The moving average of squared gradients of each key.
     """
 
-    _kernel = "rmsprop"
-    _state_names = ("h",)
-    _hyperparameters = {"lr": learning_rate, "decay_rate": unit_interval, "eps": positive}
+    rule = "rmsprop"
+    decay_rate = Hyperparameter(unit_interval)
+    eps = Hyperparameter(positive)
+    h = state()
 
     def __init__(self, lr: float = 0.01, decay_rate: float = 0.99, *, eps: float = 1e-7) -> None:
         self.lr = lr
         self.decay_rate = decay_rate
         self.eps = eps
-        self._init_state()
 
-    def _step_scalars(self) -> tuple[float, ...]:
-        return (self.decay_rate, 1 - self.decay_rate, self.lr, self.eps)
+    @per_step("decay_rate", "one_minus_decay", "lr", "eps")
+    def scalars(h: Any, state: OptimizerState) -> Scalars:
+        return (h.decay_rate, 1 - h.decay_rate, h.lr, h.eps)
 
 
 class Adam(Optimizer):
@@ -181,21 +189,20 @@ class Adam(Optimizer):
     Attributes
     ----------
     iter : int
-        The number of update() calls so far.
+        The number of update() calls so far (also ``steps``).
     m, v : dict
         The first and second moment of each key.
     """
 
-    _kernel = "adam"
-    _state_names = ("m", "v")
-    _constant_scalars = False  # lr_t changes every step
-    _counters = ("_updates", "iter")
-    _hyperparameters = {
-        "lr": learning_rate,
-        "beta1": unit_interval,
-        "beta2": unit_interval,
-        "eps": positive,
-    }
+    rule = "adam"
+    step_name = "iter"
+    constant_scalars = False  # lr_t changes every step
+    beta1 = Hyperparameter(unit_interval)
+    beta2 = Hyperparameter(unit_interval)
+    eps = Hyperparameter(positive)
+    m = state()
+    v = state()
+    iter = StepView()
 
     def __init__(
         self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999, *, eps: float = 1e-7
@@ -204,14 +211,9 @@ class Adam(Optimizer):
         self.beta1 = beta1
         self.beta2 = beta2
         self.eps = eps
-        self.iter = 0
-        self._init_state()
 
-    def _step_scalars(self) -> tuple[float, ...]:
-        beta1, beta2, step = self.beta1, self.beta2, self.iter + 1
-        lr_t = self.lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-        return (1 - beta1, 1 - beta2, lr_t, self.eps)
-
-    def _advance(self) -> None:
-        # iter has no check: skip the validating __setattr__ on this per-call path.
-        self.__dict__["iter"] += 1
+    @per_step("one_minus_beta1", "one_minus_beta2", "lr_t", "eps")
+    def scalars(h: Any, state: OptimizerState) -> Scalars:
+        beta1, beta2, step = h.beta1, h.beta2, state.steps + 1
+        lr_t = h.lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
+        return (1 - beta1, 1 - beta2, lr_t, h.eps)

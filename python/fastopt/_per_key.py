@@ -1,0 +1,136 @@
+"""per_key: settings of their own for some keys, as data, resolved at every update.
+
+``per_key={selector: {hyperparameter: value}}``. A selector is a key of params, or
+``fastopt.where(predicate)``: every key for which ``predicate(key)`` is true. Later entries win.
+The settings are kept as given and laid over the optimizer's *current* hyperparameters at every
+update (Overlay), so a later ``opt.lr = ...``, a new schedule or ``load_state_dict()`` reaches the
+keys with settings of their own too.
+
+A plain key is always a key, even when it is callable (a layer object with ``__call__``). The older
+spelling, a bare function as the selector (``{is_bias: {...}}``), still selects by predicate, except
+when that very function is also a key of the params being updated: then it is that key.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._settings import Hyperparameter, Option
+
+if TYPE_CHECKING:
+    from ._base import Optimizer
+
+Settings = tuple[tuple[str, Any], ...]
+
+
+class where:  # noqa: N801 (read as a clause: per_key={where(is_bias): {...}})
+    """Select the keys for which ``predicate(key)`` is true, in an optimizer's ``per_key``.
+
+    >>> import fastopt
+    >>> opt = fastopt.optim.AdamW(per_key={fastopt.where(lambda k: k.startswith("b")):
+    ...                                    {"weight_decay": 0.0}})
+    """
+
+    __slots__ = ("predicate",)
+
+    def __init__(self, predicate: Callable[[Hashable], Any]) -> None:
+        if not callable(predicate):
+            raise TypeError(f"where() takes a predicate (a callable); got {predicate!r}")
+        self.predicate = predicate
+
+    def __repr__(self) -> str:
+        return f"where({self.predicate!r})"
+
+
+_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+
+
+class PerKey:
+    """The checked per_key entries of one optimizer class, and which settings each key gets."""
+
+    def __init__(self, cls: type, per_key: Any) -> None:
+        if not isinstance(per_key, Mapping):
+            raise TypeError(
+                f"per_key must be a dict {{key or where(predicate): {{name: value}}}}; "
+                f"got {per_key!r}"
+            )
+        hyperparameters: dict[str, Hyperparameter] = cls._hyperparameters  # type: ignore[attr-defined]
+        allowed = sorted(name for name, h in hyperparameters.items() if not h.shared)
+        entries = []
+        for selector, settings in per_key.items():
+            if not isinstance(settings, Mapping):
+                raise TypeError(f"per_key[{selector!r}] must be a dict of hyperparameters")
+            checked = {}
+            for name, value in settings.items():
+                if name not in allowed:
+                    raise ValueError(
+                        f"per_key[{selector!r}]: {cls.__name__} has no per-key hyperparameter "
+                        f"{name!r}; choose from {allowed}"
+                    )
+                checked[name] = hyperparameters[name].check(name, value)  # raises if bad
+            entries.append((selector, checked))
+        self.entries = tuple(entries)
+        self._functions = tuple(s for s, _ in entries if isinstance(s, _FUNCTIONS))
+        self._cache: dict[Hashable, Settings] = {}
+        self._cached_for: frozenset = frozenset()
+
+    def groups(self, params: Mapping[Hashable, Any]) -> dict[Hashable, Settings]:
+        """{key: settings} for the keys of params that have settings of their own."""
+        as_keys = frozenset(f for f in self._functions if f in params)
+        if as_keys != self._cached_for:  # a bare function became (or stopped being) a key
+            self._cache, self._cached_for = {}, as_keys
+        cache, result = self._cache, {}
+        for key in params:
+            settings = cache.get(key)
+            if settings is None:
+                settings = cache[key] = self._settings_of(key, as_keys)
+            if settings:
+                result[key] = settings
+        return result
+
+    def _settings_of(self, key: Hashable, as_keys: frozenset) -> Settings:
+        merged: dict[str, Any] = {}
+        for selector, settings in self.entries:
+            if isinstance(selector, where):
+                chosen = bool(selector.predicate(key))
+            elif isinstance(selector, _FUNCTIONS) and selector not in as_keys:
+                chosen = bool(selector(key))
+            else:
+                chosen = selector == key
+            if chosen:
+                merged.update(settings)
+        return tuple(sorted(merged.items()))
+
+
+class PerKeyOption(Option):
+    """``opt.per_key``: reads back what was assigned; assigning checks it against the class."""
+
+    def __init__(self) -> None:
+        super().__init__(None, None)
+
+    def __set__(self, opt: Optimizer, value: Any) -> None:
+        opt._per_key = None if value is None else PerKey(type(opt), value)
+        opt.__dict__[self.name] = value
+        opt._forget_plan()
+
+
+class Overlay:
+    """The optimizer's current hyperparameters, with one group of per-key settings on top: what a
+    class's ``scalars(h, state)`` and ``options(h, state)`` read for those keys."""
+
+    __slots__ = ("_opt", "_settings")
+
+    def __init__(self, opt: Optimizer, settings: Settings) -> None:
+        self._opt = opt
+        self._settings = dict(settings)
+
+    def __getattr__(self, name: str) -> Any:
+        settings = self._settings
+        if name in settings:
+            value = settings[name]
+            if name == "lr" and callable(value):  # a schedule of the keys' own
+                return self._opt._scheduled_rate(value, self._opt.steps)
+            return value
+        return getattr(self._opt, name)

@@ -1,0 +1,113 @@
+"""state_dict() and load_state_dict(): an optimizer's settings, counters and arrays as plain data.
+
+Loading is all or nothing: every field is checked first, with the checks an assignment makes, and
+only then is anything replaced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._checks import step_count
+
+if TYPE_CHECKING:
+    from ._base import Optimizer
+
+# Counters that checkpoints written before the state object may hold (the same count as the step).
+_LEGACY_COUNTERS = ("_updates",)
+
+
+def kind(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def state_dict(opt: Optimizer) -> dict[str, Any]:
+    hyperparameters = {name: getattr(opt, name) for name in opt._hyperparameters}
+    if opt._schedule is not None:
+        del hyperparameters["lr"]
+    state = opt._state
+    return {
+        "kind": kind(type(opt)),
+        "hyperparameters": hyperparameters,
+        "counters": {opt.step_name: state.steps, **state.counters},
+        "state": {
+            name: {key: np.array(value, copy=True) for key, value in arrays.items()}
+            for name, arrays in state.arrays.items()
+        },
+    }
+
+
+def _section(state: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    section = state.get(name)
+    if not isinstance(section, Mapping):
+        raise ValueError(f"the state dict's {name!r} must be a dict; got {type(section).__name__}")
+    return section
+
+
+def _checked_hyperparameters(opt: Optimizer, given: Mapping[str, Any]) -> dict[str, Any]:
+    known = opt._hyperparameters
+    unknown = sorted(set(given) - set(known), key=repr)
+    if unknown:
+        raise ValueError(f"unknown hyperparameters {unknown} for {type(opt).__name__}")
+    return {name: known[name].check(name, value) for name, value in given.items()}
+
+
+def _checked_counters(opt: Optimizer, given: Mapping[str, Any]) -> tuple[int, dict[str, float]]:
+    allowed = {opt.step_name, *opt.counters, *_LEGACY_COUNTERS}
+    unknown = sorted(set(given) - allowed, key=repr)
+    if unknown:
+        raise ValueError(f"unknown counters {unknown} for {type(opt).__name__}")
+    name = opt.step_name if opt.step_name in given else "_updates"
+    if name not in given:
+        raise ValueError(f"the counters have no step count {opt.step_name!r}")
+    steps = step_count(f"counters[{name!r}]", given[name])
+    counters = {}
+    for counter, start in opt.counters.items():
+        value = given.get(counter, start)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (number and math.isfinite(value)):
+            raise ValueError(f"counters[{counter!r}] must be a finite number; got {value!r}")
+        counters[counter] = float(value)
+    return steps, counters
+
+
+def _checked_arrays(opt: Optimizer, given: Mapping[str, Any]) -> dict[str, dict[Any, np.ndarray]]:
+    unknown = sorted(set(given) - set(opt._state_names), key=repr)
+    if unknown:
+        raise ValueError(f"unknown state {unknown} for {kind(type(opt))}")
+    first: dict[Any, tuple[Any, Any]] = {}
+    arrays: dict[str, dict[Any, np.ndarray]] = {}
+    for name in opt._state_names:
+        per_key = given.get(name, {})
+        if not isinstance(per_key, Mapping):
+            raise ValueError(f"state {name!r} must be a dict {{key: array}}")
+        for key, value in per_key.items():
+            if not (isinstance(value, np.ndarray) and value.dtype in (np.float32, np.float64)):
+                raise ValueError(f"state {name!r}[{key!r}] must be a float32/float64 array")
+            seen = first.setdefault(key, (value.shape, value.dtype))
+            if seen != (value.shape, value.dtype):
+                raise ValueError(f"the states of key {key!r} disagree in shape or dtype")
+        arrays[name] = {key: np.array(value, copy=True) for key, value in per_key.items()}
+    return arrays
+
+
+def load_state_dict(opt: Optimizer, state: Mapping[str, Any]) -> None:
+    found = state.get("kind") if isinstance(state, Mapping) else None
+    if found != kind(type(opt)):
+        raise ValueError(f"this checkpoint is for {found!r}, not {kind(type(opt))!r}")
+    hyperparameters = _checked_hyperparameters(opt, _section(state, "hyperparameters"))
+    steps, counters = _checked_counters(opt, _section(state, "counters"))
+    arrays = _checked_arrays(opt, _section(state, "state"))
+    # Everything is checked: from here on nothing can fail.
+    for name, value in hyperparameters.items():
+        setattr(opt, name, value)
+    opt._state.arrays = arrays
+    opt._state.steps = steps
+    opt._state.counters = counters
+    opt._forget_plan()
+    if opt._schedule is not None:
+        type(opt).lr.show(opt, opt._scheduled_rate(opt._schedule, steps))

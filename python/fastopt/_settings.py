@@ -1,0 +1,120 @@
+"""Hyperparameters and options as validated descriptors.
+
+An optimizer's settings are class attributes of these types. Assigning one (in the constructor or
+later, ``opt.lr = 0.1``) runs its check and forgets the optimizer's plan (the kernel variant and the
+scalars cached for the current settings), so the next update() sees the new value. Nothing else
+writes settings: there is no ``__setattr__`` override and no side door.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import TYPE_CHECKING, Any, Callable
+
+from ._checks import Check, learning_rate, nonfinite_mode, optional_positive
+
+if TYPE_CHECKING:
+    from ._base import Optimizer
+
+
+class Hyperparameter:
+    """A validated setting. ``shared=True``: it feeds state common to all keys (NAdam's betas drive
+    mu_product), so it cannot be set per key."""
+
+    def __init__(self, check: Check, *, shared: bool = False) -> None:
+        self.check = check
+        self.shared = shared
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, opt: Any, owner: type | None = None) -> Any:
+        if opt is None:
+            return self
+        try:
+            return opt.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, opt: Optimizer, value: Any) -> None:
+        # The value lives in the instance's __dict__ under the descriptor's own name (a data
+        # descriptor wins over the instance dict on reads, so this is its private storage).
+        opt.__dict__[self.name] = self.check(self.name, value)
+        opt._forget_plan()
+
+
+class LearningRate(Hyperparameter):
+    """``lr``: a rate, or a schedule (a callable from the number of updates made to a rate).
+
+    With a schedule, ``opt.lr`` reads the rate of the next update, evaluated once when the schedule
+    is assigned and once at the start of every update (a schedule may keep state, e.g.
+    reduce-on-plateau)."""
+
+    def __init__(self) -> None:
+        super().__init__(learning_rate)
+
+    def __set__(self, opt: Optimizer, value: Any) -> None:
+        value = self.check(self.name, value)
+        if callable(value):
+            opt._schedule = value
+            value = opt._scheduled_rate(value, opt.steps)
+        else:
+            opt._schedule = None
+        opt.__dict__[self.name] = value
+        opt._forget_plan()
+
+    def show(self, opt: Optimizer, rate: float) -> None:
+        """Set the rate on show in ``opt.lr`` (the one in use), keeping the schedule. The plan need
+        not be forgotten: with a schedule, scalars are computed at every update."""
+        opt.__dict__[self.name] = rate
+
+
+class Option(Hyperparameter):
+    """A keyword-only option every optimizer has (COMMON_OPTIONS), with its default."""
+
+    def __init__(self, check: Check | None, default: Any) -> None:
+        super().__init__(check or _anything)
+        self.default = default
+
+    def __get__(self, opt: Any, owner: type | None = None) -> Any:
+        if opt is None:
+            return self
+        return opt.__dict__.get(self.name, self.default)
+
+
+def _anything(name: str, value: Any) -> Any:
+    return value
+
+
+# The keyword-only options every optimizer has, after its own parameters: name -> (default, check).
+# per_key's check needs the class (which hyperparameters exist): _per_key.PerKey does it.
+COMMON_OPTIONS: dict[str, tuple[Any, Check | None]] = {
+    "max_grad_norm": (None, optional_positive),
+    "per_key": (None, None),
+    "nonfinite": ("propagate", nonfinite_mode),
+}
+
+
+def with_common_options(init: Callable[..., None]) -> Callable[..., None]:
+    """Give a constructor the keyword-only options every optimizer has (COMMON_OPTIONS), and start
+    the optimizer's state before the class's own __init__ assigns its hyperparameters."""
+
+    @functools.wraps(init)
+    def __init__(self: Optimizer, *args: Any, **kwargs: Any) -> None:
+        options = {name: kwargs.pop(name, default) for name, (default, _) in COMMON_OPTIONS.items()}
+        self._begin()
+        init(self, *args, **kwargs)
+        for name, value in options.items():
+            setattr(self, name, value)
+
+    signature = inspect.signature(init)
+    options = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+        for name, (default, _) in COMMON_OPTIONS.items()
+    ]
+    __init__.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), *options]
+    )
+    return __init__

@@ -1,0 +1,94 @@
+"""An optimizer's state: its per-key arrays and its counters, in one object.
+
+``OptimizerState.arrays`` maps each state name of the optimizer's rule to a dict {key: array};
+that dict of dicts is what the compiled core receives and fills. The attributes users know (the
+book's ``opt.m``, ``opt.v``; torch's ``opt.exp_avg``; ``opt.iter`` and ``opt.steps``) are views
+of it, declared on the class with ``state()`` and ``counter()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+
+from ._checks import step_count
+
+Arrays = dict[str, dict[Hashable, np.ndarray]]
+
+
+class OptimizerState:
+    """The per-key arrays (created lazily by the core, at a key's first update) and the counters.
+
+    ``steps`` counts the updates made (skipped ones excluded); it is the step the per-step scalars
+    and schedules are computed from. ``counters`` holds what else an algorithm carries from step to
+    step (NAdam's mu_product).
+    """
+
+    __slots__ = ("arrays", "steps", "counters")
+
+    def __init__(self, names: tuple[str, ...], counters: dict[str, float]) -> None:
+        self.arrays: Arrays = {name: {} for name in names}
+        self.steps = 0
+        self.counters = dict(counters)
+
+
+class StateView:
+    """``opt.<name>``: the dict {key: array} of one state. Assigning a new dict (the book's way of
+    resetting, ``opt.v = {}``) replaces it; the core checks its contents at the next update."""
+
+    def __init__(self) -> None:
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, opt: Any, owner: type | None = None) -> Any:
+        if opt is None:
+            return self
+        return opt._state.arrays[self.name]
+
+    def __set__(self, opt: Any, value: Any) -> None:
+        opt._state.arrays[self.name] = value
+
+
+class StepView:
+    """``opt.steps`` (and the book's ``opt.iter``): the number of updates made."""
+
+    def __get__(self, opt: Any, owner: type | None = None) -> Any:
+        if opt is None:
+            return self
+        return opt._state.steps
+
+    def __set__(self, opt: Any, value: Any) -> None:
+        opt._state.steps = step_count("steps", value)
+        opt._forget_plan()
+
+
+class CounterView:
+    """``opt.<name>`` for a counter an algorithm carries between steps (NAdam's mu_product)."""
+
+    def __init__(self) -> None:
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, opt: Any, owner: type | None = None) -> Any:
+        if opt is None:
+            return self
+        return opt._state.counters[self.name]
+
+    def __set__(self, opt: Any, value: Any) -> None:
+        opt._state.counters[self.name] = float(value)
+
+
+def state() -> Any:
+    """Declare a state view on an optimizer class: ``m = state()``."""
+    return StateView()
+
+
+def counter() -> Any:
+    """Declare a counter view on an optimizer class: ``mu_product = counter()``."""
+    return CounterView()
