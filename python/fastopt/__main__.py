@@ -30,10 +30,14 @@ def _arrays(shapes: list[tuple[int, ...]], dtype: type, rng: np.random.Generator
     return {f"W{i}": rng.standard_normal(shape).astype(dtype) for i, shape in enumerate(shapes)}
 
 
-def _median_seconds(step: Callable[[], None], other: Callable[[], None], repeats: int) -> tuple:
+def _median_seconds(
+    step: Callable[[], None], other: Callable[[], None], repeats: int
+) -> tuple[float, float]:
     """Medians of `repeats` timings of each of two callables, interleaved, after a warm-up."""
-    step(), other()
-    times_a, times_b = [], []
+    step()
+    other()
+    times_a: list[float] = []
+    times_b: list[float] = []
     for _ in range(repeats):
         for fn, times in ((step, times_a), (other, times_b)):
             start = time.perf_counter()

@@ -8,7 +8,7 @@ import numpy as np
 
 from . import _core
 from ._spec import rule
-from ._types import Grads, Params
+from ._types import Grads
 
 
 class MemoryTrafficProbe:
@@ -28,7 +28,7 @@ class MemoryTrafficProbe:
         self._updater = _core.Updater(index, names)
         self.state: dict[str, dict[Hashable, np.ndarray]] = {name: {} for name in names}
 
-    def update(self, params: Params, grads: Grads) -> None:
+    def update(self, params: dict[Hashable, np.ndarray], grads: Grads) -> None:
         self._updater.run(params, grads, self.state, ())
 
     def __getattr__(self, name: str) -> dict[Hashable, np.ndarray]:

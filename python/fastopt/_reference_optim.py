@@ -35,6 +35,9 @@ class _Reference:
 
     _state_names: tuple[str, ...] = ()
     _initial_state = 0.0
+    # Set by every subclass's __init__.
+    maximize: bool
+    weight_decay: float
 
     def _start(self) -> None:
         self.steps = 0
@@ -57,6 +60,10 @@ class _Reference:
             self.step(key, p, g)
         self.end_step()
 
+    def step(self, key: Hashable, p: np.ndarray, g: np.ndarray) -> None:
+        """Update `p` in place from `g`, its (sign-corrected) gradient, and the state at `key`."""
+        raise NotImplementedError
+
     def begin_step(self) -> None:
         pass
 
@@ -69,6 +76,8 @@ class _Reference:
 
 
 class SGD(_Reference):
+    momentum_buffer: dict[Hashable, np.ndarray]  # made by _start(); a clone of g on first use
+
     def __init__(
         self, lr=1e-3, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False
     ):

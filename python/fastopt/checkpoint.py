@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import zipfile
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +51,20 @@ def _encode_key(key: Hashable) -> Any:
     )
 
 
+_KEY_DECODERS: dict[str, Callable[[Any], Hashable]] = {
+    "bool": bool,
+    "str": str,
+    "int": int,
+    "float": float,
+    "none": lambda v: None,
+}
+
+
 def _decode_key(code: Any) -> Hashable:
     ((kind, value),) = code.items()
     if kind == "tuple":
         return tuple(_decode_key(k) for k in value)
-    return {"bool": bool, "str": str, "int": int, "float": float, "none": lambda v: None}[kind](
-        value
-    )
+    return _KEY_DECODERS[kind](value)
 
 
 def _encode_value(value: Any) -> Any:
@@ -102,7 +109,10 @@ def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
     )
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
+            # numpy >= 2.1's stub has a keyword `allow_pickle: bool` that mypy matches to
+            # **arrays; the names here ("a0", "a1", ..., "__manifest__") are never that keyword.
+            # (unused-ignore: older numpy's stub has no such keyword, so nothing to ignore there.)
+            np.savez(file, **arrays)  # type: ignore[arg-type, unused-ignore]
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, target)
@@ -181,7 +191,7 @@ def load(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
         opt.load_state_dict(state)  # validates, then restores
     except ValueError as error:
         raise CheckpointError(f"{path}: {error}") from error
-    if params is not None:
+    if params is not None and saved_params is not None:  # (params without saved_params raised)
         for key, value in params.items():
             if isinstance(value, np.ndarray):
                 np.copyto(value, saved_params[key])

@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 __all__ = [
     "fans",
@@ -59,47 +60,86 @@ def _fan(shape: Shape, mode: str) -> int:
     raise ValueError(f"mode must be 'fan_in' or 'fan_out'; got {mode!r}")
 
 
-def _draw(shape: Shape, dtype, rng, uniform_limit: float | None, std: float | None) -> np.ndarray:
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise TypeError(f"dtype must be a floating-point type; got {dtype}")
+def _draw(
+    shape: Shape, dtype: DTypeLike, rng: object, *, uniform: bool, scale: float
+) -> np.ndarray:
+    """U(-scale, scale) if `uniform`, else N(0, scale^2). `rng` is checked here, so any object."""
+    floating = np.dtype(dtype)
+    if floating.kind != "f":
+        raise TypeError(f"dtype must be a floating-point type; got {floating}")
     rng = np.random.default_rng() if rng is None else rng
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator; got {type(rng).__name__}")
-    if uniform_limit is not None:
-        values = rng.uniform(-uniform_limit, uniform_limit, size=tuple(shape))
+    if uniform:
+        values = rng.uniform(-scale, scale, size=tuple(shape))
     else:
-        values = rng.normal(0.0, std, size=tuple(shape))
-    return values.astype(dtype, copy=False)
+        values = rng.normal(0.0, scale, size=tuple(shape))
+    return values.astype(floating, copy=False)
 
 
-def xavier_uniform(shape: Shape, *, gain: float = 1.0, dtype=np.float64, rng=None) -> np.ndarray:
+def xavier_uniform(
+    shape: Shape,
+    *,
+    gain: float = 1.0,
+    dtype: DTypeLike = np.float64,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Glorot & Bengio (2010): U(-limit, limit), limit = gain*sqrt(6/(fan_in + fan_out))."""
     fan_in, fan_out = fans(shape)
-    return _draw(shape, dtype, rng, gain * math.sqrt(6.0 / (fan_in + fan_out)), None)
+    return _draw(shape, dtype, rng, uniform=True, scale=gain * math.sqrt(6.0 / (fan_in + fan_out)))
 
 
-def xavier_normal(shape: Shape, *, gain: float = 1.0, dtype=np.float64, rng=None) -> np.ndarray:
+def xavier_normal(
+    shape: Shape,
+    *,
+    gain: float = 1.0,
+    dtype: DTypeLike = np.float64,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Glorot & Bengio (2010): N(0, std^2), std = gain*sqrt(2/(fan_in + fan_out))."""
     fan_in, fan_out = fans(shape)
-    return _draw(shape, dtype, rng, None, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+    return _draw(shape, dtype, rng, uniform=False, scale=gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
-def he_uniform(shape: Shape, *, mode: str = "fan_in", dtype=np.float64, rng=None) -> np.ndarray:
+def he_uniform(
+    shape: Shape,
+    *,
+    mode: str = "fan_in",
+    dtype: DTypeLike = np.float64,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """He et al. (2015), for ReLU: U(-limit, limit), limit = sqrt(6/fan)."""
-    return _draw(shape, dtype, rng, math.sqrt(6.0 / _fan(shape, mode)), None)
+    return _draw(shape, dtype, rng, uniform=True, scale=math.sqrt(6.0 / _fan(shape, mode)))
 
 
-def he_normal(shape: Shape, *, mode: str = "fan_in", dtype=np.float64, rng=None) -> np.ndarray:
+def he_normal(
+    shape: Shape,
+    *,
+    mode: str = "fan_in",
+    dtype: DTypeLike = np.float64,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """He et al. (2015), for ReLU: N(0, std^2), std = sqrt(2/fan). The book's "He initial value"."""
-    return _draw(shape, dtype, rng, None, math.sqrt(2.0 / _fan(shape, mode)))
+    return _draw(shape, dtype, rng, uniform=False, scale=math.sqrt(2.0 / _fan(shape, mode)))
 
 
-def lecun_uniform(shape: Shape, *, mode: str = "fan_in", dtype=np.float64, rng=None) -> np.ndarray:
+def lecun_uniform(
+    shape: Shape,
+    *,
+    mode: str = "fan_in",
+    dtype: DTypeLike = np.float64,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """LeCun et al. (1998): U(-limit, limit), limit = sqrt(3/fan)."""
-    return _draw(shape, dtype, rng, math.sqrt(3.0 / _fan(shape, mode)), None)
+    return _draw(shape, dtype, rng, uniform=True, scale=math.sqrt(3.0 / _fan(shape, mode)))
 
 
-def lecun_normal(shape: Shape, *, mode: str = "fan_in", dtype=np.float64, rng=None) -> np.ndarray:
+def lecun_normal(
+    shape: Shape,
+    *,
+    mode: str = "fan_in",
+    dtype: DTypeLike = np.float64,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """LeCun et al. (1998): N(0, std^2), std = sqrt(1/fan)."""
-    return _draw(shape, dtype, rng, None, math.sqrt(1.0 / _fan(shape, mode)))
+    return _draw(shape, dtype, rng, uniform=False, scale=math.sqrt(1.0 / _fan(shape, mode)))
