@@ -108,7 +108,7 @@ class PerKeyOption(Option):
     """``opt.per_key``: reads back what was assigned; assigning checks it against the class."""
 
     def __init__(self) -> None:
-        super().__init__(None, None)
+        super().__init__(None)
 
     def __set__(self, opt: Optimizer, value: Any) -> None:
         opt._per_key = None if value is None else PerKey(type(opt), value)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import _core
@@ -27,6 +27,7 @@ class Rule:
     flags: tuple[str, ...]
     scalars: tuple[str, ...]
     variants: Mapping[int, tuple[int, tuple[str, ...]]]  # flag bits -> (kernel index, states)
+    flag_set: frozenset[str] = field(init=False, repr=False, compare=False)
 
     @property
     def states(self) -> tuple[str, ...]:
@@ -36,14 +37,18 @@ class Rule:
             seen.update(dict.fromkeys(names))
         return tuple(seen)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "flag_set", frozenset(self.flags))
+
     def variant(self, options: Mapping[str, bool]) -> tuple[int, tuple[str, ...]]:
         """(kernel index, state names) of the variant with these flags on."""
-        unknown = set(options) - set(self.flags)
-        if unknown:
-            raise TypeError(
-                f"rule {self.name!r} has no option {sorted(unknown)}; it has {self.flags}"
-            )
-        bits = sum(1 << i for i, flag in enumerate(self.flags) if options.get(flag))
+        if not options.keys() <= self.flag_set:
+            unknown = sorted(set(options) - self.flag_set)
+            raise TypeError(f"rule {self.name!r} has no option {unknown}; it has {self.flags}")
+        bits = 0
+        for bit, flag in enumerate(self.flags):
+            if options.get(flag):
+                bits |= 1 << bit
         return self.variants[bits]
 
 

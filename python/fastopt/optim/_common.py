@@ -24,8 +24,3 @@ def beta_pair() -> Hyperparameter:
 def l2(h: Any) -> dict[str, bool]:
     """The L2 flag of a class whose weight decay is coupled (g + wd*p) unless decoupled."""
     return {"weight_decay": h.weight_decay != 0 and not getattr(h, "decoupled_weight_decay", False)}
-
-
-def decoupled_decay(h: Any) -> float:
-    """The decoupled weight decay factor p*(1 - lr*wd): exactly 1.0 when off (p*1 == p)."""
-    return 1 - h.lr * h.weight_decay if getattr(h, "decoupled_weight_decay", False) else 1.0

@@ -7,7 +7,7 @@ from typing import Any
 from .._base import Optimizer
 from .._spec import Scalars, per_step
 from .._state import OptimizerState, state
-from ._common import beta_pair, decoupled_decay, l2, nonnegative, on_off
+from ._common import beta_pair, l2, nonnegative, on_off
 
 
 class Adam(Optimizer):
@@ -65,9 +65,9 @@ class Adam(Optimizer):
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         return (
-            float(h.maximize),
+            1.0 if h.maximize else 0.0,
             h.weight_decay,
-            decoupled_decay(h),
+            1 - h.lr * h.weight_decay if h.decoupled_weight_decay else 1.0,
             1 - beta1,
             beta2,
             1 - beta2,
@@ -136,4 +136,4 @@ class Adamax(Optimizer):
     def scalars(h: Any, state: OptimizerState) -> Scalars:
         beta1, beta2 = h.betas
         clr = h.lr / (1 - beta1 ** (state.steps + 1))
-        return (float(h.maximize), h.weight_decay, 1 - beta1, beta2, h.eps, -clr)
+        return (1.0 if h.maximize else 0.0, h.weight_decay, 1 - beta1, beta2, h.eps, -clr)

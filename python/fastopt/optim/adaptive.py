@@ -60,7 +60,7 @@ class Adagrad(Optimizer):
     @per_step("maximize", "wd", "eps", "neg_clr")
     def scalars(h: Any, state: OptimizerState) -> Scalars:
         clr = h.lr / (1 + state.steps * h.lr_decay)
-        return (float(h.maximize), h.weight_decay, h.eps, -clr)
+        return (1.0 if h.maximize else 0.0, h.weight_decay, h.eps, -clr)
 
 
 class RMSprop(Optimizer):
@@ -110,7 +110,15 @@ class RMSprop(Optimizer):
     @per_step("maximize", "wd", "alpha", "one_minus_alpha", "eps", "momentum", "neg_lr")
     def scalars(h: Any, state: OptimizerState) -> Scalars:
         alpha = h.alpha
-        return (float(h.maximize), h.weight_decay, alpha, 1 - alpha, h.eps, h.momentum, -h.lr)
+        return (
+            1.0 if h.maximize else 0.0,
+            h.weight_decay,
+            alpha,
+            1 - alpha,
+            h.eps,
+            h.momentum,
+            -h.lr,
+        )
 
 
 class Adadelta(Optimizer):
@@ -153,4 +161,4 @@ class Adadelta(Optimizer):
 
     @per_step("maximize", "wd", "rho", "one_minus_rho", "eps", "neg_lr")
     def scalars(h: Any, state: OptimizerState) -> Scalars:
-        return (float(h.maximize), h.weight_decay, h.rho, 1 - h.rho, h.eps, -h.lr)
+        return (1.0 if h.maximize else 0.0, h.weight_decay, h.rho, 1 - h.rho, h.eps, -h.lr)

@@ -42,4 +42,4 @@ class Lion(Optimizer):
     def scalars(h: Any, state: OptimizerState) -> Scalars:
         beta1, beta2 = h.betas
         decay = 1 - h.lr * h.weight_decay
-        return (float(h.maximize), decay, h.lr, beta1, 1 - beta1, beta2, 1 - beta2)
+        return (1.0 if h.maximize else 0.0, decay, h.lr, beta1, 1 - beta1, beta2, 1 - beta2)

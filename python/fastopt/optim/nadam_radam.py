@@ -9,7 +9,7 @@ from .._checks import betas, finite_nonnegative
 from .._settings import Hyperparameter
 from .._spec import Scalars, per_step
 from .._state import OptimizerState, counter, state
-from ._common import beta_pair, decoupled_decay, l2, nonnegative, on_off
+from ._common import beta_pair, l2, nonnegative, on_off
 
 
 def _mu(beta1: float, momentum_decay: float, step: int) -> float:
@@ -76,9 +76,9 @@ class NAdam(Optimizer):
         mu_product = state.counters["mu_product"] * mu
         mu_product_next = mu_product * mu_next
         return (
-            float(h.maximize),
+            1.0 if h.maximize else 0.0,
             h.weight_decay,
-            decoupled_decay(h),
+            1 - h.lr * h.weight_decay if h.decoupled_weight_decay else 1.0,
             1 - beta1,
             beta2,
             1 - beta2,
@@ -118,7 +118,6 @@ class RAdam(Optimizer):
 
     rule = "torch_radam"
     constant_scalars = False
-    options_per_step = True  # rectified or not is decided per step
     betas = beta_pair()
     eps = nonnegative()
     weight_decay = nonnegative()
@@ -142,12 +141,11 @@ class RAdam(Optimizer):
 
     @staticmethod
     def options(h: Any, state: OptimizerState) -> dict[str, bool]:
-        _, rho_t = _rectification(h.betas[1], state.steps + 1)
-        return {**l2(h), "rectify": rho_t > 5.0}
+        return l2(h)
 
     @per_step(
         "maximize", "wd", "decay", "one_minus_beta1", "beta2", "one_minus_beta2",
-        "bias_correction1", "lr", "bias_correction2_sqrt", "eps", "rect",
+        "bias_correction1", "lr", "bias_correction2_sqrt", "eps", "rect", "rectify",
     )  # fmt: skip
     def scalars(h: Any, state: OptimizerState) -> Scalars:
         (beta1, beta2), step = h.betas, state.steps + 1
@@ -158,9 +156,9 @@ class RAdam(Optimizer):
                 (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
             ) ** 0.5
         return (
-            float(h.maximize),
+            1.0 if h.maximize else 0.0,
             h.weight_decay,
-            decoupled_decay(h),
+            1 - h.lr * h.weight_decay if h.decoupled_weight_decay else 1.0,
             1 - beta1,
             beta2,
             1 - beta2,
@@ -169,4 +167,5 @@ class RAdam(Optimizer):
             (1 - beta2**step) ** 0.5,
             h.eps,
             rect,
+            float(rho_t > 5.0),
         )

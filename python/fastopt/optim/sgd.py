@@ -58,4 +58,11 @@ class SGD(Optimizer):
         first = state.steps == 0
         momentum_coef = 0.0 if first else h.momentum
         grad_coef = 1.0 if first else 1 - h.dampening
-        return (float(h.maximize), h.weight_decay, momentum_coef, grad_coef, h.momentum, -h.lr)
+        return (
+            1.0 if h.maximize else 0.0,
+            h.weight_decay,
+            momentum_coef,
+            grad_coef,
+            h.momentum,
+            -h.lr,
+        )

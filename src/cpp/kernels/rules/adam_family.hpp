@@ -102,8 +102,7 @@ struct TorchNadam {
 template <class T, unsigned F>
 struct TorchRadam {
   static constexpr const char* kName = "torch_radam";
-  static constexpr const char* kFlags[] = {"weight_decay", "rectify"};
-  static constexpr unsigned kRectify = 1u << 1;
+  static constexpr const char* kFlags[] = {"weight_decay"};
   static constexpr const char* kScalars[] = {"maximize",
                                              "wd",
                                              "decay",
@@ -114,25 +113,29 @@ struct TorchRadam {
                                              "lr",
                                              "bias_correction2_sqrt",
                                              "eps",
-                                             "rect"};
+                                             "rect",
+                                             "rectify"};
   static constexpr StateNames kStateNames = StateNames{}.add("exp_avg").add("exp_avg_sq");
-  static constexpr int kDivSqrt = (F & kRectify) ? 2 : 1;
+  static constexpr int kDivSqrt = 2;
   AdamMoments<T, F> moments;
   T bias_correction1, lr, bias_correction2_sqrt, eps, rect;
+  bool rectify;
   explicit TorchRadam(const double* s)
       : moments(s),
         bias_correction1(T(s[6])),
         lr(T(s[7])),
         bias_correction2_sqrt(T(s[8])),
         eps(T(s[9])),
-        rect(T(s[10])) {}
+        rect(T(s[10])),
+        rectify(s[11] != 0.0) {}
+  // Whether this step is rectified (rho_t > 5) is a scalar, not a kernel variant: it changes no
+  // memory traffic, and the unrectified form only runs in the first few steps (5 with torch's
+  // default betas). Both forms are computed and one is selected, so each is exactly torch's.
   void operator()(T& p, T g, T* s) const {
     moments.apply(p, g, s[0], s[1]);
-    T step = (s[0] / bias_correction1) * lr;
-    if constexpr ((F & kRectify) != 0) {
-      step = (step * (bias_correction2_sqrt / (root(s[1]) + eps))) * rect;
-    }
-    p = p + T(-1) * step;
+    const T step = (s[0] / bias_correction1) * lr;
+    const T rectified = (step * (bias_correction2_sqrt / (root(s[1]) + eps))) * rect;
+    p = p + T(-1) * (rectify ? rectified : step);
   }
 };
 
