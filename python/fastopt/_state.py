@@ -34,12 +34,14 @@ class OptimizerState:
         self.counters = dict(counters)
 
 
-class StateView:
-    """``opt.<name>``: the dict {key: array} of one state. Assigning a new dict (the book's way of
-    resetting, ``opt.v = {}``) replaces it; the core checks its contents at the next update."""
+class _Entry:
+    """``opt.<name>``: one entry of the state object's dict ``arrays`` (a state: {key: array}) or
+    ``counters`` (a counter an algorithm carries between steps, NAdam's mu_product). Assigning a
+    new dict to a state (the book's way of resetting, ``opt.v = {}``) replaces it; the core checks
+    its contents at the next update."""
 
-    def __init__(self) -> None:
-        self.name = ""
+    def __init__(self, section: str, convert: Any) -> None:
+        self.section, self.convert, self.name = section, convert, ""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
@@ -47,10 +49,24 @@ class StateView:
     def __get__(self, opt: Any, owner: type | None = None) -> Any:
         if opt is None:
             return self
-        return opt._state.arrays[self.name]
+        return getattr(opt._state, self.section)[self.name]
 
     def __set__(self, opt: Any, value: Any) -> None:
-        opt._state.arrays[self.name] = value
+        getattr(opt._state, self.section)[self.name] = self.convert(value)
+
+
+class StateView(_Entry):
+    def __init__(self) -> None:
+        super().__init__("arrays", _as_given)
+
+
+class CounterView(_Entry):
+    def __init__(self) -> None:
+        super().__init__("counters", float)
+
+
+def _as_given(value: Any) -> Any:
+    return value
 
 
 class StepView:
@@ -64,24 +80,6 @@ class StepView:
     def __set__(self, opt: Any, value: Any) -> None:
         opt._state.steps = step_count("steps", value)
         opt._forget_plan()
-
-
-class CounterView:
-    """``opt.<name>`` for a counter an algorithm carries between steps (NAdam's mu_product)."""
-
-    def __init__(self) -> None:
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, opt: Any, owner: type | None = None) -> Any:
-        if opt is None:
-            return self
-        return opt._state.counters[self.name]
-
-    def __set__(self, opt: Any, value: Any) -> None:
-        opt._state.counters[self.name] = float(value)
 
 
 def state() -> Any:
