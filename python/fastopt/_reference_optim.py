@@ -8,12 +8,12 @@ fastopt.optim counterpart; ``update`` walks the keys and applies torch's in-plac
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable
 
 import numpy as np
 
-from ._types import Grads, Params
+from ._reference_adabelief import AdaBelief  # in its own file, for size
+from ._reference_base import _Reference
 
 __all__ = [
     "SGD",
@@ -28,51 +28,6 @@ __all__ = [
     "Lion",
     "AdaBelief",
 ]
-
-
-class _Reference:
-    """Holds the state dicts and walks the keys; subclasses define `step(key, p, g)`."""
-
-    _state_names: tuple[str, ...] = ()
-    _initial_state = 0.0
-    # Set by every subclass's __init__.
-    maximize: bool
-    weight_decay: float
-
-    def _start(self) -> None:
-        self.steps = 0
-        for name in self._state_names:
-            setattr(self, name, {})
-
-    def state(self, name: str, key: Hashable, p: np.ndarray) -> np.ndarray:
-        states = getattr(self, name)
-        if key not in states:
-            states[key] = np.full_like(p, self._initial_state)
-        return states[key]
-
-    def update(self, params: Params, grads: Grads) -> None:
-        self.steps += 1
-        self.begin_step()
-        for key in params:
-            p = params[key]
-            g = np.asarray(grads[key], dtype=p.dtype)
-            g = -g if self.maximize else g
-            self.step(key, p, g)
-        self.end_step()
-
-    def step(self, key: Hashable, p: np.ndarray, g: np.ndarray) -> None:
-        """Update `p` in place from `g`, its (sign-corrected) gradient, and the state at `key`."""
-        raise NotImplementedError
-
-    def begin_step(self) -> None:
-        pass
-
-    def end_step(self) -> None:
-        pass
-
-    def l2(self, p: np.ndarray, g: np.ndarray) -> np.ndarray:
-        """torch's coupled weight decay: grad.add(param, alpha=weight_decay)."""
-        return g + self.weight_decay * p if self.weight_decay != 0 else g
 
 
 class SGD(_Reference):
@@ -360,67 +315,3 @@ class Lion(_Reference):
         c = beta1 * m + (1 - beta1) * g
         p[...] = p * (1 - self.lr * self.weight_decay) - self.lr * np.sign(c)
         m[...] = beta2 * m + (1 - beta2) * g
-
-
-class AdaBelief(_Reference):
-    """adabelief-pytorch 0.2.1's AdaBelief.step(), one torch op a line."""
-
-    def __init__(
-        self,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-16,
-        weight_decay=0,
-        amsgrad=False,
-        weight_decouple=True,
-        fixed_decay=False,
-        rectify=True,
-        degenerated_to_sgd=True,
-    ):
-        self.lr, self.betas, self.eps, self.weight_decay = lr, betas, eps, weight_decay
-        self.amsgrad, self.weight_decouple, self.fixed_decay = amsgrad, weight_decouple, fixed_decay
-        self.rectify, self.degenerated_to_sgd, self.maximize = rectify, degenerated_to_sgd, False
-        self._state_names = ("exp_avg", "exp_avg_var", "max_exp_avg_var")
-        self._start()
-
-    def step(self, key, p, g):
-        (beta1, beta2), lr, wd, eps = self.betas, self.lr, self.weight_decay, self.eps
-        t = self.steps
-        if self.weight_decouple:
-            p[...] = p * (1.0 - wd if self.fixed_decay else 1.0 - lr * wd)
-        elif wd != 0:
-            g = g + wd * p
-        m, v = self.state("exp_avg", key, p), self.state("exp_avg_var", key, p)
-        bias_correction1 = 1 - beta1**t
-        bias_correction2 = 1 - beta2**t
-        m[...] = m * beta1 + (1 - beta1) * g
-        residual = g - m
-        v[...] = v * beta2 + ((1 - beta2) * residual) * residual
-        v[...] = v + eps
-        second = v
-        if self.amsgrad:
-            v_max = self.state("max_exp_avg_var", key, p)
-            v_max[...] = np.maximum(v_max, v)
-            second = v_max
-        if not self.rectify:
-            denom = np.sqrt(second) / math.sqrt(bias_correction2) + eps
-            p[...] = p + ((-(lr / bias_correction1)) * m) / denom
-            return
-        beta2_t = beta2**t
-        n_sma_max = 2 / (1 - beta2) - 1
-        n_sma = n_sma_max - 2 * t * beta2_t / (1 - beta2_t)
-        if n_sma >= 5:
-            step_size = math.sqrt(
-                (1 - beta2_t)
-                * (n_sma - 4)
-                / (n_sma_max - 4)
-                * (n_sma - 2)
-                / n_sma
-                * n_sma_max
-                / (n_sma_max - 2)
-            ) / (1 - beta1**t)
-            denom = np.sqrt(v) + eps
-            p[...] = p + ((-step_size * lr) * m) / denom
-        elif self.degenerated_to_sgd:
-            step_size = 1.0 / (1 - beta1**t)
-            p[...] = p + (-step_size * lr) * m

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 MISSING = (
     "The demo needs {package}. Install the demo extra:\n"
@@ -15,7 +16,7 @@ MISSING = (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     from .optimizers import OPTIMIZERS
 
     parser = argparse.ArgumentParser(
@@ -34,46 +35,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="data split, weights and batches")
     parser.add_argument("--no-plots", action="store_true", help="print the tables only")
     args = parser.parse_args(argv)
-    epochs = args.epochs or (3 if args.quick else 20)
-    if epochs < 1:
+    args.epochs = args.epochs or (3 if args.quick else 20)
+    if args.epochs < 1:
         parser.error("--epochs must be at least 1")
+    return args
 
-    for module, package in (("sklearn", "scikit-learn"), ("tqdm", "tqdm")) + (
-        () if args.no_plots else (("matplotlib", "matplotlib"),)
-    ):
+
+def _missing_dependency(no_plots: bool) -> str | None:
+    """The package the demo needs and cannot import, if any."""
+    needed = [("sklearn", "scikit-learn"), ("tqdm", "tqdm")]
+    if not no_plots:
+        needed.append(("matplotlib", "matplotlib"))
+    for module, package in needed:
         try:
             __import__(module)
         except ImportError:
-            print(MISSING.format(package=package), file=sys.stderr)
-            return 2
+            return package
+    return None
 
+
+def _train(args: argparse.Namespace) -> list[Any]:
     from tqdm import tqdm
 
-    import fastopt
+    from . import digits
 
-    from . import bowl, digits, plots
-
-    print(
-        f"fastopt {fastopt.__version__} demo: SIMD level {fastopt.simd_level()}, "
-        f"{fastopt.get_num_threads()} threads, seed {args.seed}"
-    )
-
-    print(f"\n1. Paths on f(x, y) = x²/20 + y² from {bowl.START}, {bowl.STEPS} steps each")
-    paths = bowl.paths(args.optimizers)
-    for name, points in paths.items():
-        x, y = points[-1]
-        print(f"   {name:<9} ends at ({x:+.4f}, {y:+.4f}), f = {bowl.f(x, y):.2e}")
-
-    print(f"\n2. Training on scikit-learn's digits (1,797 8x8 images), {epochs} epochs each")
+    print(f"\n2. Training on scikit-learn's digits (1,797 8x8 images), {args.epochs} epochs each")
     data = digits.load(args.seed)
     runs = []
     for name in args.optimizers:
         # disable=None: a bar on a terminal, nothing in a log file or a test's captured output.
         with tqdm(
-            total=epochs, desc=f"   {name:<9}", unit="epoch", leave=False, disable=None
+            total=args.epochs, desc=f"   {name:<9}", unit="epoch", leave=False, disable=None
         ) as progress:
-            runs.append(digits.train(name, data, epochs, args.seed, progress))
-
+            runs.append(digits.train(name, data, args.epochs, args.seed, progress))
     print(
         f"\n   {'optimizer':<9} {'test accuracy':>13} {'final loss':>10} {'fastopt step':>12} "
         f"{'reference':>10} {'speed-up':>8} {'optimizer share':>15}"
@@ -89,9 +83,13 @@ def main(argv: list[str] | None = None) -> int:
         "   (speed-up: median step time of fastopt.reference, the book's NumPy, over fastopt's;"
         "\n    optimizer share: fastopt's step as a part of the whole training time)"
     )
+    return runs
 
-    if args.no_plots:
-        return 0
+
+def _images(args: argparse.Namespace, paths: Any, runs: list[Any]) -> None:
+    from . import plots
+    from .optimizers import OPTIMIZERS
+
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {name: OPTIMIZERS[name].bowl for name in args.optimizers}
     written = [
@@ -106,6 +104,31 @@ def main(argv: list[str] | None = None) -> int:
     print("\n3. Images")
     for path, what in written:
         print(f"   {path}: {what}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    missing = _missing_dependency(args.no_plots)
+    if missing is not None:
+        print(MISSING.format(package=missing), file=sys.stderr)
+        return 2
+
+    import fastopt
+
+    from . import bowl
+
+    print(
+        f"fastopt {fastopt.__version__} demo: SIMD level {fastopt.simd_level()}, "
+        f"{fastopt.get_num_threads()} threads, seed {args.seed}"
+    )
+    print(f"\n1. Paths on f(x, y) = x²/20 + y² from {bowl.START}, {bowl.STEPS} steps each")
+    paths = bowl.paths(args.optimizers)
+    for name, points in paths.items():
+        x, y = points[-1]
+        print(f"   {name:<9} ends at ({x:+.4f}, {y:+.4f}), f = {bowl.f(x, y):.2e}")
+    runs = _train(args)
+    if not args.no_plots:
+        _images(args, paths, runs)
     return 0
 
 
