@@ -124,10 +124,10 @@ def test_later_assignments_reach_keys_with_settings_of_their_own(rng):
             one.lr = weights.lr = biases.lr = 0.0
             one.betas = weights.betas = biases.betas = (0.5, 0.9)
 
-    two_groups(
-        rng, lambda **kw: optim.AdamW(**{"lr": 1e-2, "weight_decay": 0.1, **kw}), {}, {"weight_decay": 0.0},
-        change=change,
-    )  # fmt: skip
+    def make(**kw):
+        return optim.AdamW(**{"lr": 1e-2, "weight_decay": 0.1, **kw})
+
+    two_groups(rng, make, {}, {"weight_decay": 0.0}, change=change)
 
 
 def test_a_new_schedule_reaches_keys_with_settings_of_their_own(rng):

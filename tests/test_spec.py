@@ -16,7 +16,7 @@ def test_every_class_is_bound_to_its_rule_by_name():
     classes += [getattr(optim, n) for n in optim.__all__]
     for cls in classes:
         rule = RULES[cls.rule]
-        assert sorted(cls.scalars.scalar_names) == sorted(rule.scalars), cls
+        assert sorted(cls.step_scalars.scalar_names) == sorted(rule.scalars), cls
         assert set(cls._state_names) == set(rule.states), cls
 
 
@@ -38,7 +38,7 @@ def test_wrong_scalar_names_fail_at_class_creation_naming_both_sides():
             v = state()
 
             @per_step("lr", "momentum_typo")
-            def scalars(h, st) -> Scalars:
+            def step_scalars(h, st) -> Scalars:
                 return (h.lr, h.momentum)
 
 
@@ -50,7 +50,7 @@ def test_wrong_state_names_fail_at_class_creation_naming_both_sides():
             velocity = state()
 
             @per_step("momentum", "lr")
-            def scalars(h, st) -> Scalars:
+            def step_scalars(h, st) -> Scalars:
                 return (h.momentum, h.lr)
 
 
@@ -66,7 +66,7 @@ def test_unknown_rule_and_undeclared_scalars_fail_at_class_creation():
             rule = "sgd"
 
             @staticmethod
-            def scalars(h, st) -> Scalars:
+            def step_scalars(h, st) -> Scalars:
                 return (h.lr,)
 
 
@@ -85,7 +85,7 @@ def test_scalars_may_be_named_in_another_order():
         momentum = fastopt.Momentum.momentum
 
         @per_step("lr", "momentum")  # the rule reads (momentum, lr)
-        def scalars(h, st) -> Scalars:
+        def step_scalars(h, st) -> Scalars:
             return (h.lr, h.momentum)
 
     mine, book = Reordered(0.1, 0.5), fastopt.Momentum(0.1, 0.5)

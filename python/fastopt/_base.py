@@ -2,8 +2,9 @@
 
 A class is a configuration of this machinery: the rule it drives (a row of the compiled kernel
 table), its hyperparameters (validated descriptors), the states and counters it shows, and two
-pure functions of its hyperparameters ``h`` and its state: ``options(h, state)``, the rule's
-compile-time flags, and ``scalars(h, state)``, the per-step scalars, named with ``@per_step``.
+pure functions of its hyperparameters ``h`` and its state: ``kernel_options(h, state)``, the
+rule's compile-time flags, and ``step_scalars(h, state)``, the per-step scalars, named with
+``@per_step``.
 bind() checks those names against the rule's when the class is created.
 
 One update() is: schedule -> per-key settings -> clipping -> the core (validate, non-finite
@@ -33,49 +34,77 @@ _LR = LearningRate()
 
 class _Plan:
     """What an update needs that depends on the settings only: made once, forgotten on any
-    assignment. ``updater`` is None when the kernel variant is chosen per step (RAdam);
-    ``scalars`` is None when they change per step."""
+    assignment. ``updater`` is None when the kernel variant is chosen per step (AdaBelief);
+    ``scalars`` is None when they change per step. The class's hooks are read through the class,
+    never the instance, so an instance attribute of the same name cannot shadow them."""
 
     __slots__ = (
-        "opt",
-        "updaters",
-        "updater",
-        "scalars",
-        "compute_scalars",
-        "advance",
-        "max_grad_norm",
-        "per_key",
-    )
+        "opt", "cls", "updaters", "updater", "scalars", "compute_scalars", "next_counters",
+        "max_grad_norm", "per_key", "variants", "groups", "overlays",
+    )  # fmt: skip
 
     def __init__(self, opt: Optimizer) -> None:
-        self.opt = opt
+        cls = type(opt)
+        self.opt, self.cls = opt, cls
         self.updaters: dict[tuple[bool, ...], Any] = {}
         self.max_grad_norm = opt.max_grad_norm
         self.per_key = opt._per_key
+        self.variants: dict[Any, tuple[int, tuple[str, ...]]] = {}  # per-key settings -> variant
+        self.groups: dict[Any, tuple[int, Scalars]] = {}  # per-key settings -> constant entry
+        self.overlays: dict[Any, Overlay] = {}  # per-key settings -> their hyperparameters
         state = opt._state
-        self.updater = None if opt.options_per_step else self.updater_for(opt, state)
+        self.updater = None if cls.options_per_step else self.updater_for(opt, state)
         # The class's own function when its scalars are in the rule's order (every class here):
         # one Python call fewer per update than the reordering wrapper.
-        self.compute_scalars = opt.scalars if type(opt)._reorder is None else opt._scalars
-        self.advance = opt.advance if opt.counters else None
+        self.compute_scalars = cls.step_scalars if cls._reorder is None else opt._ordered_scalars
+        self.next_counters = cls.next_counters if cls.counters else None
         self.scalars = None
-        if opt.constant_scalars and opt._schedule is None:
-            self.scalars = opt._scalars(opt, state)
+        if cls.constant_scalars and opt._schedule is None:
+            self.scalars = self.compute_scalars(opt, state)
 
     def updater_for(self, h: Any, state: OptimizerState) -> Any:
         """The core's Updater for the variant the options select (one per variant, kept)."""
-        opt = self.opt
-        options = opt.options(h, state)
-        # Keyed by the options' values (their keys are fixed per class): the common per-step case
-        # (RAdam) then skips the rule's lookup.
+        cls, opt = self.cls, self.opt
+        options = cls.kernel_options(h, state)
+        # Keyed by the options' values (their keys are fixed per class): a class that picks its
+        # variant per step (AdaBelief) then skips the rule's lookup.
         key = tuple(options.values())
         updater = self.updaters.get(key)
         if updater is None:
-            index, names = opt._rule.variant(options)
+            index, names = cls._rule.variant(options)
             updater = self.updaters[key] = _core.Updater(
-                index, names, initial_state=opt.initial_state(opt), nonfinite=opt.nonfinite
+                index, names, initial_state=cls.first_state_value(opt), nonfinite=opt.nonfinite
             )
         return updater
+
+    def group(
+        self, settings: Any, state: OptimizerState, state_names: tuple[str, ...]
+    ) -> tuple[int, Scalars]:
+        """(kernel index, scalars) of the keys with these per-key settings: the optimizer's
+        current hyperparameters with the settings on top. Kept while the plan lives when neither
+        the variant nor the scalars can change between steps."""
+        entry = self.groups.get(settings)
+        if entry is not None:
+            return entry
+        cls = self.cls
+        h = self.overlays.get(settings)
+        if h is None:
+            h = Overlay(self.opt, settings)
+            if not h.scheduled:  # otherwise lr changes every update: made afresh each time
+                self.overlays[settings] = h
+        variant = self.variants.get(settings)
+        if variant is None or cls.options_per_step:
+            variant = cls._rule.variant(cls.kernel_options(h, state))
+            if variant[1] != state_names:
+                raise ValueError(
+                    f"per_key settings {dict(settings)} change which state is kept ({variant[1]} "
+                    f"instead of {state_names}); use a separate optimizer for those keys"
+                )
+            self.variants[settings] = variant
+        entry = (variant[0], self.compute_scalars(h, state))
+        if self.scalars is not None and not cls.options_per_step and not h.scheduled:
+            self.groups[settings] = entry
+        return entry
 
 
 class Optimizer:
@@ -135,29 +164,29 @@ class Optimizer:
     # ---- the rule's side: subclasses override these pure functions ----
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> Mapping[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> Mapping[str, bool]:
         """The rule's compile-time flags for these hyperparameters (and step)."""
         return {}
 
     @staticmethod
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         """The per-step scalars of the next update (step ``state.steps + 1``)."""
         raise NotImplementedError
 
     @staticmethod
-    def advance(h: Any, state: OptimizerState) -> dict[str, float]:
+    def next_counters(h: Any, state: OptimizerState) -> dict[str, float]:
         """The counters (besides the step count) after a successful update."""
         return {}
 
     @staticmethod
-    def initial_state(h: Any) -> float:
+    def first_state_value(h: Any) -> float:
         """The value new state arrays start at (torch's Adagrad: initial_accumulator_value)."""
         return 0.0
 
     # ---- the lifecycle ----
 
     def _begin(self) -> None:
-        """Called before a constructor assigns the hyperparameters."""
+        """Called (once) before a constructor assigns the hyperparameters."""
         self._state = OptimizerState(self._state_names, self.counters)
         self._lock = threading.RLock()
 
@@ -238,8 +267,8 @@ class Optimizer:
                 _LR.show(self, shown)
             self.skipped_updates += 1
             return
-        if plan.advance is not None:
-            state.counters.update(plan.advance(self, state))
+        if plan.next_counters is not None:
+            state.counters.update(plan.next_counters(self, state))
         state.steps += 1
 
     def _make_plan(self) -> _Plan:
@@ -249,16 +278,15 @@ class Optimizer:
     def _forget_plan(self) -> None:
         self._plan = None
 
-    def _scalars(self, h: Any, state: OptimizerState) -> Scalars:
-        values = self.scalars(h, state)
+    def _ordered_scalars(self, h: Any, state: OptimizerState) -> Scalars:
+        values = type(self).step_scalars(h, state)
         reorder = type(self)._reorder  # through the class: a function stored there is not bound
         return values if reorder is None else reorder(values)
 
     def _per_key_kernels(
         self, plan: _Plan, params: Params, state_names: tuple[str, ...]
     ) -> dict[Any, tuple[int, Scalars]] | None:
-        """{key: (kernel index, scalars)} for the keys with settings of their own, from the
-        optimizer's current hyperparameters with those settings on top."""
+        """{key: (kernel index, scalars)} for the keys with settings of their own."""
         groups = plan.per_key.groups(params)  # type: ignore[union-attr]
         if not groups:
             return None
@@ -268,15 +296,7 @@ class Optimizer:
         for key, settings in groups.items():
             entry = done.get(settings)
             if entry is None:
-                h = Overlay(self, settings)
-                index, names = self._rule.variant(self.options(h, state))
-                if names != state_names:
-                    raise ValueError(
-                        f"per_key settings {dict(settings)} for {key!r} change which state is "
-                        f"kept ({names} instead of {state_names}); use a separate optimizer for "
-                        "those keys"
-                    )
-                entry = done[settings] = (index, self._scalars(h, state))
+                entry = done[settings] = plan.group(settings, state, state_names)
             table[key] = entry
         return table
 
@@ -316,6 +336,9 @@ class Optimizer:
         state = dict(self.__dict__)
         state.pop("_lock", None)
         state.pop("_plan", None)
+        # A copy counts its own steps: copy.copy shares the state dicts (as it always did) but
+        # not the counters; deepcopy and pickle copy the arrays as well.
+        state["_state"] = self._state.copy()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -330,9 +353,11 @@ class Optimizer:
 def _bind(cls: type[Optimizer]) -> None:
     """Bind a class to its rule by name; a mismatch fails here, at import, naming both sides."""
     rule = _spec.rule(cls.rule)
-    computed = getattr(cls.scalars, "scalar_names", None)
+    computed = getattr(cls.step_scalars, "scalar_names", None)
     if computed is None:
-        raise TypeError(f"{cls.__qualname__}.scalars must be declared with @per_step(names...)")
+        raise TypeError(
+            f"{cls.__qualname__}.step_scalars must be declared with @per_step(names...)"
+        )
     cls._rule = rule
     cls._reorder = _spec.reorder(cls.__qualname__, computed, rule)
     _spec.check_states(cls.__qualname__, cls._state_names, rule)

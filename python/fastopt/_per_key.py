@@ -7,12 +7,14 @@ update (Overlay), so a later ``opt.lr = ...``, a new schedule or ``load_state_di
 keys with settings of their own too.
 
 A plain key is always a key, even when it is callable (a layer object with ``__call__``). The older
-spelling, a bare function as the selector (``{is_bias: {...}}``), still selects by predicate, except
-when that very function is also a key of the params being updated: then it is that key.
+spelling, a bare function (a def, lambda, method or functools.partial) as the selector
+(``{is_bias: {...}}``), still selects by predicate, except when that very function is also a key of
+the params being updated: then it is that key.
 """
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Callable
@@ -44,7 +46,10 @@ class where:  # noqa: N801 (read as a clause: per_key={where(is_bias): {...}})
         return f"where({self.predicate!r})"
 
 
-_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType, types.MethodType)
+# The callables that the older spelling takes for predicates: functions, lambdas, methods and
+# partials of them. Any other callable (a layer object with __call__) is a key.
+_FUNCTIONS = (types.FunctionType, types.BuiltinFunctionType, types.MethodType, functools.partial)
+_NONE: frozenset = frozenset()
 
 
 class PerKey:
@@ -78,7 +83,11 @@ class PerKey:
 
     def groups(self, params: Mapping[Hashable, Any]) -> dict[Hashable, Settings]:
         """{key: settings} for the keys of params that have settings of their own."""
-        as_keys = frozenset(f for f in self._functions if f in params)
+        as_keys = _NONE
+        for function in self._functions:  # a loop, not a generator: this runs every update
+            if function in params:
+                as_keys = frozenset(f for f in self._functions if f in params)
+                break
         if as_keys != self._cached_for:  # a bare function became (or stopped being) a key
             self._cache, self._cached_for = {}, as_keys
         cache, result = self._cache, {}
@@ -118,19 +127,22 @@ class PerKeyOption(Option):
 
 class Overlay:
     """The optimizer's current hyperparameters, with one group of per-key settings on top: what a
-    class's ``scalars(h, state)`` and ``options(h, state)`` read for those keys."""
+    class's ``step_scalars(h, state)`` and ``kernel_options(h, state)`` read for those keys.
 
-    __slots__ = ("_opt", "_settings")
+    The values are copied in when it is made (so reads are plain attribute reads), and the plan
+    keeps it while the settings stand; anything else is read from the optimizer."""
 
     def __init__(self, opt: Optimizer, settings: Settings) -> None:
+        values = {name: getattr(opt, name) for name in type(opt)._hyperparameters}
+        values.update(settings)
+        lr = values["lr"]
+        # A schedule of the keys' own is evaluated once per update, here, as the optimizer's own
+        # is: a schedule need not be a pure function of the step.
+        self.scheduled = callable(lr) or opt._schedule is not None
+        if callable(lr):
+            values["lr"] = opt._scheduled_rate(lr, opt.steps)
+        self.__dict__.update(values)
         self._opt = opt
-        self._settings = dict(settings)
 
-    def __getattr__(self, name: str) -> Any:
-        settings = self._settings
-        if name in settings:
-            value = settings[name]
-            if name == "lr" and callable(value):  # a schedule of the keys' own
-                return self._opt._scheduled_rate(value, self._opt.steps)
-            return value
-        return getattr(self._opt, name)
+    def __getattr__(self, name: str) -> Any:  # only for what is not a hyperparameter
+        return getattr(self.__dict__["_opt"], name)

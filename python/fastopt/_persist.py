@@ -7,6 +7,7 @@ only then is anything replaced.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +69,7 @@ def _checked_counters(opt: Optimizer, given: Mapping[str, Any]) -> tuple[int, di
     counters = {}
     for counter, start in opt.counters.items():
         value = given.get(counter, start)
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        number = isinstance(value, numbers.Real) and not isinstance(value, bool)
         if not (number and math.isfinite(value)):
             raise ValueError(f"counters[{counter!r}] must be a finite number; got {value!r}")
         counters[counter] = float(value)

@@ -38,6 +38,9 @@ class Hyperparameter:
 
         def __get__(self, opt: Any, owner: type | None = None) -> Any: ...
 
+    def __delete__(self, opt: Any) -> None:
+        raise AttributeError(f"{self.name} is a hyperparameter: assign a new value, do not delete")
+
     def __set__(self, opt: Optimizer, value: Any) -> None:
         # The value lives in the instance's __dict__ under the descriptor's own name: the one
         # place that writes it, after the check.
@@ -57,11 +60,10 @@ class LearningRate(Hyperparameter):
 
     def __set__(self, opt: Optimizer, value: Any) -> None:
         value = self.check(self.name, value)
-        if callable(value):
-            opt._schedule = value
-            value = opt._scheduled_rate(value, opt.steps)
-        else:
-            opt._schedule = None
+        schedule = value if callable(value) else None
+        if schedule is not None:
+            value = opt._scheduled_rate(schedule, opt.steps)  # raises before anything is set
+        opt._schedule = schedule
         opt.__dict__[self.name] = value
         opt._forget_plan()
 
@@ -97,11 +99,17 @@ def with_common_options(init: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(init)
     def __init__(self: Optimizer, *args: Any, **kwargs: Any) -> None:
-        options = {name: kwargs.pop(name, default) for name, (default, _) in COMMON_OPTIONS.items()}
-        self._begin()
+        given = {name: kwargs.pop(name) for name in COMMON_OPTIONS if name in kwargs}
+        if "_state" not in self.__dict__:  # the outermost constructor of a chain of super() calls
+            self._begin()
         init(self, *args, **kwargs)
-        for name, value in options.items():
-            setattr(self, name, value)
+        # Options passed here win; an option a subclass passed to super().__init__ is kept; the
+        # rest get their defaults.
+        for name, (default, _) in COMMON_OPTIONS.items():
+            if name in given:
+                setattr(self, name, given[name])
+            elif name not in self.__dict__:
+                setattr(self, name, default)
 
     signature = inspect.signature(init)
     options = [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import _core
@@ -19,15 +18,21 @@ from . import _core
 Scalars = tuple[float, ...]
 
 
-@dataclass(frozen=True)
 class Rule:
-    """One algorithm of the kernel table: its flags, scalar names and variants."""
+    """One algorithm of the kernel table: its flags, scalar names and variants. (A plain class,
+    not a dataclass: importing dataclasses alone cost ~2 ms of fastopt's import.)"""
 
-    name: str
-    flags: tuple[str, ...]
-    scalars: tuple[str, ...]
-    variants: Mapping[int, tuple[int, tuple[str, ...]]]  # flag bits -> (kernel index, states)
-    flag_set: frozenset[str] = field(init=False, repr=False, compare=False)
+    __slots__ = ("name", "flags", "scalars", "variants", "flag_set")
+
+    def __init__(
+        self,
+        name: str,
+        flags: tuple[str, ...],
+        scalars: tuple[str, ...],
+        variants: Mapping[int, tuple[int, tuple[str, ...]]],  # flag bits -> (kernel, states)
+    ) -> None:
+        self.name, self.flags, self.scalars, self.variants = name, flags, scalars, variants
+        self.flag_set = frozenset(flags)
 
     @property
     def states(self) -> tuple[str, ...]:
@@ -36,9 +41,6 @@ class Rule:
         for _, names in sorted(self.variants.values()):
             seen.update(dict.fromkeys(names))
         return tuple(seen)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "flag_set", frozenset(self.flags))
 
     def variant(self, options: Mapping[str, bool]) -> tuple[int, tuple[str, ...]]:
         """(kernel index, state names) of the variant with these flags on."""
@@ -66,7 +68,7 @@ def rule(name: str) -> Rule:
 
 
 def per_step(*names: str) -> Callable[[Callable[..., Scalars]], Any]:
-    """Declare the names of the scalars a class's ``scalars(h, state)`` returns, in its order.
+    """Declare the names of the scalars a class's ``step_scalars(h, state)`` returns, in its order.
 
     The order need not be the rule's: bind() maps the names onto the rule's slots once, when the
     class is created.

@@ -33,6 +33,14 @@ class OptimizerState:
         self.steps = 0
         self.counters = dict(counters)
 
+    def copy(self) -> OptimizerState:
+        """A state with its own counters and its own dict of states, over the same per-key dicts
+        (what copy.copy of an optimizer shares)."""
+        other = OptimizerState((), self.counters)
+        other.arrays = dict(self.arrays)
+        other.steps = self.steps
+        return other
+
 
 class _Entry:
     """``opt.<name>``: one entry of the state object's dict ``arrays`` (a state: {key: array}) or

@@ -36,7 +36,7 @@ class SGD(Optimizer):
         self.lr = lr
 
     @per_step("lr")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         return (h.lr,)
 
 
@@ -65,7 +65,7 @@ class Momentum(Optimizer):
         self.momentum = momentum
 
     @per_step("momentum", "lr")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         return (h.momentum, h.lr)
 
 
@@ -98,7 +98,7 @@ class Nesterov(Optimizer):
         self.momentum = momentum
 
     @per_step("momentum_sq", "lr_ahead", "momentum", "lr")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         momentum = h.momentum
         return (momentum * momentum, (1 + momentum) * h.lr, momentum, h.lr)
 
@@ -128,7 +128,7 @@ class AdaGrad(Optimizer):
         self.eps = eps
 
     @per_step("lr", "eps")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         return (h.lr, h.eps)
 
 
@@ -164,7 +164,7 @@ class RMSprop(Optimizer):
         self.eps = eps
 
     @per_step("decay_rate", "one_minus_decay", "lr", "eps")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         return (h.decay_rate, 1 - h.decay_rate, h.lr, h.eps)
 
 
@@ -213,7 +213,7 @@ class Adam(Optimizer):
         self.eps = eps
 
     @per_step("one_minus_beta1", "one_minus_beta2", "lr_t", "eps")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         beta1, beta2, step = h.beta1, h.beta2, state.steps + 1
         lr_t = h.lr * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
         return (1 - beta1, 1 - beta2, lr_t, h.eps)

@@ -18,6 +18,7 @@ dampening, a momentum buffer that starts from 0 instead of from its first gradie
 
 from __future__ import annotations
 
+from .._base import Optimizer as Optimizer  # the base class, for isinstance checks
 from .adabelief import AdaBelief
 from .adam import Adam, Adamax, AdamW
 from .adaptive import Adadelta, Adagrad, RMSprop

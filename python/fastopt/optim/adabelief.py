@@ -86,7 +86,7 @@ class AdaBelief(Optimizer):
         return "none", 0.0
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> dict[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> dict[str, bool]:
         kind, _ = AdaBelief._param_step(h, state.steps + 1)
         return {
             "weight_decay": not h.weight_decouple and h.weight_decay != 0,
@@ -99,7 +99,7 @@ class AdaBelief(Optimizer):
         "decay", "wd", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2", "eps",
         "bias_correction2_sqrt", "neg_step_size",
     )  # fmt: skip
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         (beta1, beta2), step, wd = h.betas, state.steps + 1, h.weight_decay
         decay = 1.0
         if h.weight_decouple:

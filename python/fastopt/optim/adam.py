@@ -53,14 +53,14 @@ class Adam(Optimizer):
         self.decoupled_weight_decay = decoupled_weight_decay
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> dict[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> dict[str, bool]:
         return {**l2(h), "amsgrad": h.amsgrad}
 
     @per_step(
         "maximize", "wd", "decay", "one_minus_beta1", "beta2", "one_minus_beta2",
         "bias_correction2_sqrt", "eps", "neg_step_size",
     )  # fmt: skip
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         (beta1, beta2), step = h.betas, state.steps + 1
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
@@ -129,11 +129,11 @@ class Adamax(Optimizer):
         self.maximize = maximize
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> dict[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> dict[str, bool]:
         return l2(h)
 
     @per_step("maximize", "wd", "one_minus_beta1", "beta2", "eps", "neg_clr")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         beta1, beta2 = h.betas
         clr = h.lr / (1 - beta1 ** (state.steps + 1))
         return (1.0 if h.maximize else 0.0, h.weight_decay, 1 - beta1, beta2, h.eps, -clr)

@@ -50,15 +50,15 @@ class Adagrad(Optimizer):
         self.maximize = maximize
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> dict[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> dict[str, bool]:
         return l2(h)
 
     @staticmethod
-    def initial_state(h: Any) -> float:
+    def first_state_value(h: Any) -> float:
         return float(h.initial_accumulator_value)
 
     @per_step("maximize", "wd", "eps", "neg_clr")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         clr = h.lr / (1 + state.steps * h.lr_decay)
         return (1.0 if h.maximize else 0.0, h.weight_decay, h.eps, -clr)
 
@@ -104,11 +104,11 @@ class RMSprop(Optimizer):
         self.momentum, self.centered, self.maximize = momentum, centered, maximize
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> dict[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> dict[str, bool]:
         return {**l2(h), "centered": h.centered, "momentum": h.momentum > 0}
 
     @per_step("maximize", "wd", "alpha", "one_minus_alpha", "eps", "momentum", "neg_lr")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         alpha = h.alpha
         return (
             1.0 if h.maximize else 0.0,
@@ -156,9 +156,9 @@ class Adadelta(Optimizer):
         self.maximize = maximize
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> dict[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> dict[str, bool]:
         return l2(h)
 
     @per_step("maximize", "wd", "rho", "one_minus_rho", "eps", "neg_lr")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         return (1.0 if h.maximize else 0.0, h.weight_decay, h.rho, 1 - h.rho, h.eps, -h.lr)

@@ -39,7 +39,7 @@ class Lion(Optimizer):
         self.lr, self.betas, self.weight_decay, self.maximize = lr, betas, weight_decay, maximize
 
     @per_step("maximize", "decay", "lr", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         beta1, beta2 = h.betas
         decay = 1 - h.lr * h.weight_decay
         return (1.0 if h.maximize else 0.0, decay, h.lr, beta1, 1 - beta1, beta2, 1 - beta2)

@@ -62,14 +62,14 @@ class NAdam(Optimizer):
         self.maximize = maximize
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> dict[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> dict[str, bool]:
         return l2(h)
 
     @per_step(
         "maximize", "wd", "decay", "one_minus_beta1", "beta2", "one_minus_beta2",
         "bias_correction2", "eps", "grad_coef", "avg_coef",
     )  # fmt: skip
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         (beta1, beta2), step, lr = h.betas, state.steps + 1, h.lr
         mu = _mu(beta1, h.momentum_decay, step)
         mu_next = _mu(beta1, h.momentum_decay, step + 1)
@@ -89,7 +89,7 @@ class NAdam(Optimizer):
         )
 
     @staticmethod
-    def advance(h: Any, state: OptimizerState) -> dict[str, float]:
+    def next_counters(h: Any, state: OptimizerState) -> dict[str, float]:
         mu = _mu(h.betas[0], h.momentum_decay, state.steps + 1)
         return {"mu_product": state.counters["mu_product"] * mu}
 
@@ -140,14 +140,14 @@ class RAdam(Optimizer):
         self.decoupled_weight_decay, self.maximize = decoupled_weight_decay, maximize
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> dict[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> dict[str, bool]:
         return l2(h)
 
     @per_step(
         "maximize", "wd", "decay", "one_minus_beta1", "beta2", "one_minus_beta2",
         "bias_correction1", "lr", "bias_correction2_sqrt", "eps", "rect", "rectify",
     )  # fmt: skip
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         (beta1, beta2), step = h.betas, state.steps + 1
         rho_inf, rho_t = _rectification(beta2, step)
         rect = 1.0

@@ -50,11 +50,11 @@ class SGD(Optimizer):
         self.weight_decay, self.nesterov, self.maximize = weight_decay, nesterov, maximize
 
     @staticmethod
-    def options(h: Any, state: OptimizerState) -> dict[str, bool]:
+    def kernel_options(h: Any, state: OptimizerState) -> dict[str, bool]:
         return {**l2(h), "momentum": h.momentum != 0, "nesterov": h.nesterov}
 
     @per_step("maximize", "wd", "momentum_coef", "grad_coef", "momentum", "neg_lr")
-    def scalars(h: Any, state: OptimizerState) -> Scalars:
+    def step_scalars(h: Any, state: OptimizerState) -> Scalars:
         first = state.steps == 0
         momentum_coef = 0.0 if first else h.momentum
         grad_coef = 1.0 if first else 1 - h.dampening

@@ -4,6 +4,7 @@
 #include "bindings/plan.hpp"
 
 #include <array>
+#include <cstring>
 #include <string>
 
 #include "bindings/aligned_dict.hpp"
@@ -116,6 +117,19 @@ ArrayView Planner::param_of(PyObject* key, PyObject* value, PyObject** param_arr
   return view_of(span);
 }
 
+// A per-key kernel must be a variant of the same rule keeping the same states: it reads the same
+// state arrays and the same number of scalars.
+static bool same_rule_and_states(const KernelRow& a, const KernelRow& b) {
+  if (std::strcmp(a.name, b.name) != 0 || a.num_states != b.num_states ||
+      a.num_scalars != b.num_scalars) {
+    return false;
+  }
+  for (int s = 0; s < a.num_states; ++s) {
+    if (std::strcmp(a.state_names[s], b.state_names[s]) != 0) return false;
+  }
+  return true;
+}
+
 // per_key: {key: (kernel index, scalars)} for keys with settings of their own (another variant of
 // the same kernel: the same states and scalar count). Their scalars live in Scratch, at stable
 // addresses, for the tasks to point at.
@@ -128,9 +142,11 @@ void Planner::use_own_settings(PyObject* key, Dtype dtype, runtime::Task* task) 
   }
   const KernelTable& table = *request_.table;
   const long index = PyLong_AsLong(PyTuple_GET_ITEM(own, 0));
-  if (index < 0 || index >= table.size || table.rows[index].num_states != row_.num_states ||
-      table.rows[index].num_scalars != row_.num_scalars) {
-    throw py::value_error("internal error: a per-key kernel must keep the same state");
+  if (index == -1 && PyErr_Occurred()) throw py::error_already_set();
+  if (index < 0 || index >= table.size || !same_rule_and_states(table.rows[index], row_)) {
+    throw py::value_error(
+        "per_key: kernel " + std::to_string(index) + " for " + entry("params", key) +
+        " is not a variant of the same rule with the same states as kernel '" + row_.name + "'");
   }
   scratch_.per_key_scalars.emplace_back();
   read_scalars(PyTuple_GET_ITEM(own, 1), row_.num_scalars, scratch_.per_key_scalars.back().data());
