@@ -233,10 +233,11 @@ class Optimizer:
     def _update(self, params: Params, grads: Grads) -> None:
         # One function, not a helper call per phase: each call is ~0.1 us of a ~2 us update.
         state = self._state
+        steps = state.steps
         schedule = self._schedule
         if schedule is not None:
             shown = self.lr
-            _LR.show(self, self._scheduled_rate(schedule, state.steps))
+            _LR.show(self, self._scheduled_rate(schedule, steps))
         try:
             plan = self._plan or self._make_plan()
             updater = plan.updater or plan.updater_for(self, state)
@@ -254,11 +255,18 @@ class Optimizer:
                 # A finite norm (a sum of squares in double) proves every grad finite: the norm's
                 # pass is the check for skip/raise, and the core checks only grads it converts.
                 known_finite = math.isfinite(norm)
+            # The counters after this step, committed by the core in the same C call as the
+            # params: a signal handler that raises (Ctrl-C) runs only once Python code runs again,
+            # so it can never find the params updated and the step count behind.
+            after: dict[str, Any] = {"steps": steps + 1}
+            if plan.next_counters is not None:
+                after["counters"] = {**state.counters, **plan.next_counters(self, state)}
             applied = updater.run(
-                params, grads, state.arrays, scalars, grad_scale, known_finite, per_key
-            )
+                params, grads, state.arrays, scalars, grad_scale, known_finite, per_key,
+                (state.__dict__, after),
+            )  # fmt: skip
         except BaseException:
-            if schedule is not None:
+            if schedule is not None and state.steps == steps:  # not made: the rate goes back
                 _LR.show(self, shown)
             raise
         self.last_grad_norm = norm
@@ -266,10 +274,6 @@ class Optimizer:
             if schedule is not None:
                 _LR.show(self, shown)
             self.skipped_updates += 1
-            return
-        if plan.next_counters is not None:
-            state.counters.update(plan.next_counters(self, state))
-        state.steps += 1
 
     def _make_plan(self) -> _Plan:
         self._plan = _Plan(self)

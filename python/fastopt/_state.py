@@ -26,7 +26,8 @@ class OptimizerState:
     step (NAdam's mu_product).
     """
 
-    __slots__ = ("arrays", "steps", "counters")
+    # No __slots__: its __dict__ is where the core commits the counters after the kernels
+    # (Updater.run's commit), in the same C call, so that no signal handler can run in between.
 
     def __init__(self, names: tuple[str, ...], counters: dict[str, float]) -> None:
         self.arrays: Arrays = {name: {} for name in names}

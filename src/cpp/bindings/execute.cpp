@@ -29,8 +29,23 @@ void run_plan(const Scratch& scratch, const Plan& plan) {
 void write_back_scalars(PyObject* params, const Scratch& scratch) {
   for (const ScalarParam& scalar : scratch.scalar_params) {
     py::object result = py::reinterpret_borrow<py::array>(scalar.work)[py::tuple()];
-    if (PyDict_SetItem(params, scalar.key, result.ptr()) != 0) throw py::error_already_set();
+    // A dict subclass gets its own __setitem__, as it gave its own __getitem__ in planning.
+    const int failed = PyDict_CheckExact(params)
+                           ? PyDict_SetItem(params, scalar.key, result.ptr())
+                           : PyObject_SetItem(params, scalar.key, result.ptr());
+    if (failed != 0) throw py::error_already_set();
   }
+}
+
+void commit_counters(PyObject* commit) {
+  if (commit == Py_None) return;
+  // (target, values): target.update(values), in C, before run() returns. A signal handler that
+  // raises (Ctrl-C, SIGALRM) runs only when Python code runs again, which is after this: so the
+  // step count moves with the params, and an interrupt can never leave params updated with the
+  // counters behind.
+  PyObject* target = PyTuple_GET_ITEM(commit, 0);
+  PyObject* values = PyTuple_GET_ITEM(commit, 1);
+  if (PyDict_Update(target, values) != 0) throw py::error_already_set();
 }
 
 }  // namespace fastopt::bindings

@@ -20,4 +20,8 @@ void run_plan(const Scratch& scratch, const Plan& plan);
 // 4. Puts the params that were scalars back into `params`, as NumPy float64 scalars.
 void write_back_scalars(PyObject* params, const Scratch& scratch);
 
+// 5. With `commit` = (target dict, values dict): target.update(values), so that the caller's
+// counters move in the same C call as the params (see execute.cpp). None: nothing.
+void commit_counters(PyObject* commit);
+
 }  // namespace fastopt::bindings

@@ -33,9 +33,32 @@ PyObject* lookup_grad(PyObject* grads, AlignedDict* grads_dict, PyObject* key,
     keep.push_back(py::reinterpret_steal<py::object>(found));
     return found;
   }
+  if (PyErr_ExceptionMatches(PyExc_TypeError) || PyErr_ExceptionMatches(PyExc_IndexError)) {
+    // Not a mapping keyed like params (a list, say): say so, naming the key, instead of
+    // Python's "list indices must be integers".
+    py::error_already_set error;
+    throw py::type_error("grads[" + std::string(py::repr(key)) + "] could not be read (" +
+                         std::string(py::str(error.value())) + "): grads must be a mapping, " +
+                         "such as a dict, keyed like params; got " +
+                         std::string(py::str(py::type::of(grads).attr("__name__"))));
+  }
   if (!PyErr_ExceptionMatches(PyExc_KeyError)) throw py::error_already_set();
   PyErr_Clear();
   missing_grad(key);
+}
+
+// check_grad, with a conversion that overflows (a Python int of 10**400) named by its key.
+py::array checked_grad(PyObject* key, PyObject* grad, const ParamSpan& param) {
+  try {
+    return check_grad(key, grad, param);
+  } catch (py::error_already_set& error) {
+    if (!error.matches(PyExc_OverflowError)) throw;
+    const std::string message = entry("grads", key) + " does not fit in " +
+                                (param.dtype == Dtype::kFloat32 ? "float32" : "float64") + " (" +
+                                std::string(py::str(error.value())) + ")";
+    PyErr_SetString(PyExc_OverflowError, message.c_str());
+    throw py::error_already_set();
+  }
 }
 
 // For the slow paths, which check and convert against the param.
@@ -52,7 +75,10 @@ class Planner {
         scratch_(scratch),
         row_(request.table->rows[request.kernel]),
         grads_aligned_(request.grads) {
-    grads_dict_ = PyDict_Check(request.grads) ? &grads_aligned_ : nullptr;
+    // Only an exact dict is read through its storage; any other mapping (a dict subclass that
+    // overrides __getitem__, say a loss-scaling wrapper) is read through __getitem__, so the step
+    // reads the values the norm under max_grad_norm read.
+    grads_dict_ = PyDict_CheckExact(request.grads) ? &grads_aligned_ : nullptr;
     for (int s = 0; s < row_.num_states; ++s) state_dicts_[s] = AlignedDict(request.state_dicts[s]);
   }
 
@@ -90,7 +116,7 @@ void Planner::add_key(PyObject* key, PyObject* value) {
 
   const bool grad_converted = !grad_fits(grad, param);
   if (grad_converted) {
-    keep.push_back(check_grad(key, grad, span_of(param_array, param)));  // raises, or converts
+    keep.push_back(checked_grad(key, grad, span_of(param_array, param)));  // raises, or converts
     grad = keep.back().ptr();
     plan_.converted = true;
   }
@@ -190,10 +216,30 @@ Plan make_plan(const PlanRequest& request, Scratch& scratch) {
   scratch.tasks.reserve(static_cast<std::size_t>(num_keys));
   scratch.keep.reserve(static_cast<std::size_t>(num_keys) * (2 + num_states));
   Planner planner(request, scratch);
-  PyObject* key;
-  PyObject* value;
-  Py_ssize_t position = 0;
-  while (PyDict_Next(request.params, &position, &key, &value)) planner.add_key(key, value);
+  // Every key and value is taken (and owned) before any is planned: planning runs user code (a
+  // key's __eq__ during lookups, a mapping's __getitem__) that may change params, and a dict
+  // changed while it is walked would have keys skipped or seen twice.
+  std::vector<py::object>& items = scratch.items;
+  items.clear();
+  if (PyDict_CheckExact(request.params)) {
+    PyObject* key;
+    PyObject* value;
+    Py_ssize_t position = 0;
+    while (PyDict_Next(request.params, &position, &key, &value)) {
+      items.push_back(py::reinterpret_borrow<py::object>(key));
+      items.push_back(py::reinterpret_borrow<py::object>(value));
+    }
+  } else {
+    // A dict subclass: its own iteration and __getitem__, as Python code would see it.
+    for (py::handle key : py::reinterpret_borrow<py::object>(request.params)) {
+      PyObject* value = PyObject_GetItem(request.params, key.ptr());
+      if (value == nullptr) throw py::error_already_set();
+      items.push_back(py::reinterpret_borrow<py::object>(key));
+      items.push_back(py::reinterpret_steal<py::object>(value));
+    }
+  }
+  for (std::size_t i = 0; i < items.size(); i += 2)
+    planner.add_key(items[i].ptr(), items[i + 1].ptr());
   return planner.plan();
 }
 

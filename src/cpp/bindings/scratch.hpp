@@ -41,6 +41,7 @@ struct Scratch {
   std::vector<runtime::Task> tasks;
   std::vector<TaskOrigin> origins;  // one per task
   std::vector<py::object> keep;     // a reference to every object a task or an entry points at
+  std::vector<py::object> items;    // params' keys and values, taken before planning
   std::vector<PendingState> pending;
   std::vector<ScalarParam> scalar_params;
   // The scalars of keys with settings of their own; a deque, so the tasks' pointers stay valid.
@@ -63,6 +64,7 @@ struct Scratch {
       scratch_->per_key_scalars.clear();
       scratch_->checks.clear();
       scratch_->keep.clear();  // drops the references, with the GIL held (run() holds it here)
+      scratch_->items.clear();
       scratch_->in_use = false;
       if (owned_) delete scratch_;
     }

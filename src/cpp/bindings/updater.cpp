@@ -10,6 +10,7 @@
 //   3. run: with the GIL released (when the work is large enough to be worth it), run the kernels
 //      on the thread pool.
 //   4. write back the params that were scalars, as NumPy float64 scalars.
+//   5. commit the caller's counters (its step count), in the same C call as the params.
 //
 // GIL rules: every PyObject is touched with the GIL held, in phases 1, 2 and 4. Phase 3 (and the
 // check of 1b) sees only raw pointers (runtime::Task) into arrays kept alive by Scratch::keep,
@@ -88,6 +89,12 @@ bool Updater::run(const RunArgs& args) const {
   }
   std::array<double, kMaxScalars> scalars{};
   read_scalars(args.scalars, row.num_scalars, scalars.data());
+  if (args.commit != Py_None &&
+      !(PyTuple_Check(args.commit) && PyTuple_GET_SIZE(args.commit) == 2 &&
+        PyDict_Check(PyTuple_GET_ITEM(args.commit, 0)) &&
+        PyDict_Check(PyTuple_GET_ITEM(args.commit, 1)))) {
+    throw py::type_error("commit must be None or (target dict, values dict)");
+  }
   const bool has_per_key = args.per_key != Py_None;
   if (has_per_key && !PyDict_Check(args.per_key)) throw py::type_error("per_key must be a dict");
   std::array<py::object, kMaxStates> owned_dicts;
@@ -119,6 +126,7 @@ bool Updater::run(const RunArgs& args) const {
   commit_states(*scratch);                    // 2.
   run_plan(*scratch, plan);                   // 3.
   write_back_scalars(args.params, *scratch);  // 4.
+  commit_counters(args.commit);               // 5.
   return true;
 }
 
@@ -137,8 +145,8 @@ const Updater& constructed(PyObject* self) {
 
 PyObject* run_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   try {
-    if (nargs < 4 || nargs > 7) {
-      throw py::type_error("Updater.run() takes 4 to 7 positional arguments (" +
+    if (nargs < 4 || nargs > 8) {
+      throw py::type_error("Updater.run() takes 4 to 8 positional arguments (" +
                            std::to_string(nargs) + " given)");
     }
     // The method descriptor has checked that self is an Updater (or a subclass).
@@ -153,7 +161,8 @@ PyObject* run_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
                            args[3],
                            grad_scale,
                            known_finite != 0,
-                           nargs >= 7 ? args[6] : Py_None};
+                           nargs >= 7 ? args[6] : Py_None,
+                           nargs >= 8 ? args[7] : Py_None};
     const bool applied = updater.run(run_args);
     return py::bool_(applied).release().ptr();
   } catch (py::error_already_set& error) {
@@ -170,12 +179,15 @@ PyMethodDef g_run_def = {
     "run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&run_fastcall)),
     METH_FASTCALL,
     "run($self, params, grads, states, scalars, grad_scale=1.0, known_finite=False, per_key=None, "
-    "/)"
+    "commit=None, /)"
     "\n--\n\n"
     "Apply the kernel to every key of `params` in place. `states` maps each state name to that "
     "state's {key: ndarray} dict; missing state arrays are created. `scalars` are the kernel's "
     "per-step scalars; `per_key` is None or {key: (kernel index, scalars)}. known_finite: the "
-    "caller proved every grad finite. Returns False if the update was skipped "
+    "caller proved every grad finite. commit: None or (target dict, values dict), applied as "
+    "target.update(values) after the kernels, before returning (so that a signal handler cannot "
+    "run between the params' update and the caller's counters). Returns False if the update was "
+    "skipped "
     "(nonfinite='skip' and a grad held inf or nan), else True."};
 
 }  // namespace

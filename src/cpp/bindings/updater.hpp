@@ -24,6 +24,7 @@ struct RunArgs {
   double grad_scale;
   bool known_finite;  // the caller proved every grad finite (their norm was finite)
   PyObject* per_key;  // None or {key: (kernel index, scalars)}
+  PyObject* commit;   // None or (target dict, values dict), applied after the kernels
 };
 
 class Updater {
