@@ -119,8 +119,7 @@ def test_a_converted_grad_of_an_earlier_key_on_large_arrays(view, threads):
 # ---- The property: random aliasing among params, grads and states. ----
 
 CLASSES = [
-    ("book", name, {})
-    for name in ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam")
+    ("book", name, {}) for name in ("SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam")
 ] + [
     ("optim", "Adam", {"amsgrad": True}),
     ("optim", "Adagrad", {}),
@@ -150,7 +149,7 @@ def scenarios(draw: Any) -> dict:
     # Each param is a slice of one shared buffer: overlapping (tied) or apart, as drawn.
     offsets = [draw(st.integers(0, span)) for _ in range(keys)]
     grads = []
-    for k in range(keys):
+    for _ in range(keys):
         kind = draw(st.sampled_from(GRAD_KINDS))
         other = draw(st.integers(0, keys - 1))
         grads.append((kind, other, draw(st.integers(0, 3))))
