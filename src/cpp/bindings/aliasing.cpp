@@ -2,43 +2,94 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 
 #include "bindings/predicates.hpp"
 
 namespace fastopt::bindings {
+namespace {
 
-bool one_writes_anothers_memory(const std::vector<runtime::Task>& tasks,
-                                const std::vector<TaskOrigin>& origins) {
-  struct Range {
-    std::uintptr_t begin, end;
-    std::size_t task;
-  };
-  auto range = [&](const void* data, std::size_t t) {
-    const auto begin = reinterpret_cast<std::uintptr_t>(data);
-    const std::int64_t bytes = bytes_of(origins[t].dtype);
-    return Range{begin, begin + static_cast<std::uintptr_t>(tasks[t].size * bytes), t};
-  };
-  std::vector<Range> params;
-  params.reserve(tasks.size());
-  for (std::size_t t = 0; t < tasks.size(); ++t) params.push_back(range(tasks[t].ops.param, t));
-  std::sort(params.begin(), params.end(),
-            [](const Range& a, const Range& b) { return a.begin < b.begin; });
-  for (std::size_t i = 1; i < params.size(); ++i) {
-    if (params[i].begin < params[i - 1].end) return true;  // sorted and so far disjoint
-  }
-  for (std::size_t t = 0; t < tasks.size(); ++t) {
-    const Range grad = range(tasks[t].ops.grad, t);
-    // The params are disjoint and sorted, so those that overlap the grad are the run just before
-    // the first param starting at or after its end.
-    auto it = std::lower_bound(params.begin(), params.end(), grad.end,
-                               [](const Range& r, std::uintptr_t end) { return r.begin < end; });
-    while (it != params.begin()) {
-      --it;
-      if (it->end <= grad.begin) break;
-      if (it->task != t) return true;
+constexpr std::size_t kSeveralKeys = std::numeric_limits<std::size_t>::max();
+
+// A stretch of memory written by one key's arrays (its param and states), or by several keys'.
+struct Written {
+  std::uintptr_t begin, end;
+  std::size_t task;  // kSeveralKeys: arrays of two or more keys overlap here
+};
+
+Written range_of(const void* data, std::int64_t size, Dtype dtype, std::size_t task) {
+  const auto begin = reinterpret_cast<std::uintptr_t>(data);
+  return {begin, begin + static_cast<std::uintptr_t>(size * bytes_of(dtype)), task};
+}
+
+// The union of every task's written arrays: sorted, disjoint stretches, each marked with the one
+// task that writes it or kSeveralKeys.
+std::vector<Written> written_memory(const Scratch& scratch) {
+  std::vector<Written> ranges;
+  ranges.reserve(scratch.tasks.size() * 2);
+  for (std::size_t t = 0; t < scratch.tasks.size(); ++t) {
+    const runtime::Task& task = scratch.tasks[t];
+    const Dtype dtype = scratch.origins[t].dtype;
+    ranges.push_back(range_of(task.ops.param, task.size, dtype, t));
+    for (void* state : task.ops.state) {
+      if (state != nullptr) ranges.push_back(range_of(state, task.size, dtype, t));
     }
   }
+  std::sort(ranges.begin(), ranges.end(),
+            [](const Written& a, const Written& b) { return a.begin < b.begin; });
+  std::vector<Written> merged;
+  for (const Written& r : ranges) {
+    if (merged.empty() || r.begin >= merged.back().end) {
+      merged.push_back(r);
+      continue;
+    }
+    Written& last = merged.back();
+    last.end = std::max(last.end, r.end);
+    if (last.task != r.task) last.task = kSeveralKeys;
+  }
+  return merged;
+}
+
+// True when [begin, end) overlaps memory that a task other than `task` writes.
+bool touches_another_key(const std::vector<Written>& written, std::uintptr_t begin,
+                         std::uintptr_t end, std::size_t task) {
+  auto it = std::upper_bound(written.begin(), written.end(), begin,
+                             [](std::uintptr_t at, const Written& w) { return at < w.end; });
+  for (; it != written.end() && it->begin < end; ++it) {
+    if (it->task != task) return true;
+  }
   return false;
+}
+
+}  // namespace
+
+Aliasing find_aliasing(const Scratch& scratch, bool several_threads) {
+  Aliasing found;
+  const std::vector<Written> written = written_memory(scratch);
+  for (std::size_t c = 0; c < scratch.converted_grads.size(); ++c) {
+    const ConvertedGrad& grad = scratch.converted_grads[c];
+    if (touches_another_key(written, grad.bytes.begin, grad.bytes.end, grad.task))
+      found.deferred.push_back(c);
+  }
+  found.in_order = !found.deferred.empty();
+  if (found.in_order || !several_threads) return found;
+  for (const Written& w : written) {
+    if (w.task == kSeveralKeys) {
+      found.in_order = true;
+      return found;
+    }
+  }
+  // The grads as the kernels read them. None overlaps its own key's param or states (validation
+  // copied those), so any overlap with written memory is with another key's.
+  for (std::size_t t = 0; t < scratch.tasks.size(); ++t) {
+    const runtime::Task& task = scratch.tasks[t];
+    const Written grad = range_of(task.ops.grad, task.size, scratch.origins[t].dtype, t);
+    if (touches_another_key(written, grad.begin, grad.end, t)) {
+      found.in_order = true;
+      return found;
+    }
+  }
+  return found;
 }
 
 }  // namespace fastopt::bindings

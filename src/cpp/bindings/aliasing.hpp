@@ -1,21 +1,33 @@
-// Keys that share memory: tied weights, overlapping views, a param given as another key's grad.
+// Keys that share memory: tied weights, overlapping views, a param or a state of one key given as
+// another key's grad (or param).
 #pragma once
 
+#include <cstddef>
 #include <vector>
 
 #include "bindings/scratch.hpp"
-#include "runtime/executor.hpp"
 
 namespace fastopt::bindings {
 
-// True if a key's param overlaps another key's param or grad: tied weights (one array under two
-// keys), or a view of one param given as another key's grad. The book updates keys one after the
-// other, so each key sees the previous keys' writes; split across threads those writes would race
-// and the result would depend on timing. Such updates run on one thread, in params' order, which
-// gives the book's numbers. Only asked when more than one thread would run (jobs of 40 us or more),
-// so the sort costs nothing that matters. (A key's grad overlapping its own param was copied in
-// validation.)
-bool one_writes_anothers_memory(const std::vector<runtime::Task>& tasks,
-                                const std::vector<TaskOrigin>& origins);
+// What an update must do so that keys sharing memory get the book's numbers: keys updated one
+// after the other in params' order, each reading what the keys before it wrote, and each reading
+// its grad as it is at its turn (a grad overlapping its own key's param or states was copied in
+// validation, so it reads as it was before the key's update).
+struct Aliasing {
+  // Run on one thread, key after key: one key writes memory another key reads or writes. Split
+  // across threads those accesses would race, and the result would depend on timing.
+  bool in_order = false;
+  // Indices into Scratch::converted_grads of the grads to convert again right before their key's
+  // kernel: their source overlaps memory another key writes. Validation converted them already,
+  // but before the keys ahead of theirs were updated; a later key's writes are harmless (the copy
+  // is taken first) but are included to keep the test simple. Not empty implies in_order.
+  std::vector<std::size_t> deferred;
+};
+
+// The written memory of every key (its param and its states) against the read memory of the
+// others (their grads, params and states) and the sources of converted grads. O(n log n) in the
+// number of arrays. With several_threads false only the converted grads are examined: on one
+// thread the tasks run whole and in order already.
+Aliasing find_aliasing(const Scratch& scratch, bool several_threads);
 
 }  // namespace fastopt::bindings

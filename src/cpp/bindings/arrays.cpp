@@ -173,6 +173,8 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param) {
       describe(value));
 }
 
+py::array copy_grad(py::handle value, const ParamSpan& param) { return converted(value, param); }
+
 py::array check_state(py::handle key, py::handle states, int slot, const char* name,
                       const ParamSpan& param, double initial, bool* pending) {
   *pending = false;

@@ -41,6 +41,11 @@ ArrayView view_of(const ParamSpan& param);
 // otherwise a converted copy (the documented slow path).
 py::array check_grad(py::handle key, py::handle value, const ParamSpan& param);
 
+// A copy of a grad that check_grad accepted, in the param's dtype and memory order: for a grad
+// that shares memory with one of its key's states, and for a conversion deferred to the key's turn
+// (aliasing.hpp). Raises nothing but MemoryError: check_grad has checked `value` already.
+py::array copy_grad(py::handle value, const ParamSpan& param);
+
 // Returns the state array `name` (the optimizer's state number `slot`) for `key` from `states` (a
 // dict), checked against the param. When the dict has no entry, returns a new array filled with
 // `initial` (usually 0) and sets `*pending` so that the caller inserts it once every key has been

@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 
 #include "bindings/aliasing.hpp"
+#include "bindings/arrays.hpp"
 #include "bindings/without_gil.hpp"
 #include "runtime/executor.hpp"
 #include "runtime/thread_pool.hpp"
@@ -18,9 +19,51 @@ void commit_states(const Scratch& scratch) {
   }
 }
 
-void run_plan(const Scratch& scratch, const Plan& plan) {
+namespace {
+
+// Runs tasks [from, to) whole, in order, on the calling thread.
+void run_tasks_in_order(const Scratch& scratch, const Plan& plan, std::size_t from,
+                        std::size_t to) {
+  std::int64_t elements = 0;
+  for (std::size_t t = from; t < to; ++t) elements += scratch.tasks[t].size;
+  const double work_ns = plan.total > 0 ? plan.work_ns * elements / plan.total : 0;
+  run_released_if_large(work_ns, [&] {
+    for (std::size_t t = from; t < to; ++t) {
+      const runtime::Task& task = scratch.tasks[t];
+      task.fn(task.scalars, task.ops, 0, task.size);
+    }
+  });
+}
+
+// Key after key, converting each deferred grad at its key's turn: it then reads what the keys
+// before it wrote. The conversion cannot fail but for MemoryError: validation converted the same
+// source already (its shape and dtype do not change in between; only its values do).
+void run_converting_in_order(Scratch& scratch, const Plan& plan, const Aliasing& aliasing) {
+  std::size_t next = 0;  // the first task not yet run
+  for (std::size_t index : aliasing.deferred) {
+    const ConvertedGrad& grad = scratch.converted_grads[index];
+    run_tasks_in_order(scratch, plan, next, grad.task);
+    runtime::Task& task = scratch.tasks[grad.task];
+    const ParamSpan param{py::reinterpret_borrow<py::array>(grad.param),
+                          scratch.origins[grad.task].dtype, grad.layout, task.size, false};
+    scratch.keep.push_back(copy_grad(grad.source, param));
+    task.ops.grad = py::detail::array_proxy(scratch.keep.back().ptr())->data;
+    next = grad.task;
+  }
+  run_tasks_in_order(scratch, plan, next, scratch.tasks.size());
+}
+
+}  // namespace
+
+void run_plan(Scratch& scratch, const Plan& plan) {
   int threads = runtime::threads_for(plan.work_ns, runtime::num_threads());
-  if (threads > 1 && one_writes_anothers_memory(scratch.tasks, scratch.origins)) threads = 1;
+  // Only asked when more than one thread would run (jobs of 40 us or more) or some grad was
+  // converted (a copy, the slow path): the common case pays nothing for it.
+  if (threads > 1 || !scratch.converted_grads.empty()) {
+    const Aliasing aliasing = find_aliasing(scratch, threads > 1);
+    if (!aliasing.deferred.empty()) return run_converting_in_order(scratch, plan, aliasing);
+    if (aliasing.in_order) threads = 1;
+  }
   const bool large = plan.work_ns >= runtime::kLargeJobNs;
   run_released_if_large(plan.work_ns,
                         [&] { runtime::run_tasks(scratch.tasks, plan.total, threads, large); });

@@ -13,9 +13,11 @@ namespace fastopt::bindings {
 void commit_states(const Scratch& scratch);
 
 // 3. Runs the planned tasks on the thread pool, with the GIL released when the work is large enough
-// to be worth it. No Python object is touched here: Scratch::keep holds a reference to every array
-// involved, so another Python thread replacing a dict entry cannot free one.
-void run_plan(const Scratch& scratch, const Plan& plan);
+// to be worth it. No Python object is touched while it is released: Scratch::keep holds a
+// reference to every array involved, so another Python thread replacing a dict entry cannot free
+// one. Keys that share memory run in params' order on one thread (aliasing.hpp); a grad whose
+// conversion is deferred is converted, with the GIL held, right before its key's kernel.
+void run_plan(Scratch& scratch, const Plan& plan);
 
 // 4. Puts the params that were scalars back into `params`, as NumPy float64 scalars.
 void write_back_scalars(PyObject* params, const Scratch& scratch);

@@ -89,6 +89,8 @@ class Planner {
   ArrayView param_of(PyObject* key, PyObject* value, PyObject** param_array);
   void use_own_settings(PyObject* key, Dtype dtype, runtime::Task* task);
   void* state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array);
+  bool grad_shares_a_state(const runtime::Task& task, const ArrayView& param) const;
+  void note_source(PyObject* source, PyObject* param_array, Layout layout);
 
   const PlanRequest& request_;
   Scratch& scratch_;
@@ -114,16 +116,26 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   task.ops.grad_scale = request_.grad_scale;
   task.ops.param = param.data;
 
-  const bool grad_converted = !grad_fits(grad, param);
+  PyObject* const source = grad;
+  bool grad_converted = !grad_fits(grad, param);
   if (grad_converted) {
     keep.push_back(checked_grad(key, grad, span_of(param_array, param)));  // raises, or converts
     grad = keep.back().ptr();
-    plan_.converted = true;
   }
   task.ops.grad = py::detail::array_proxy(grad)->data;
   for (int s = 0; s < row_.num_states; ++s)
     task.ops.state[s] = state_of(s, key, param, param_array);
+  if (!grad_converted && grad_shares_a_state(task, param)) {
+    // The key's own state as its grad (opt.h["w"]): the kernel writes the state while it reads
+    // the grad, so the grad is copied first, as one that overlaps the param is: the book's result
+    // reads the grad as it was before the key's update, at every thread count and SIMD level.
+    keep.push_back(copy_grad(source, span_of(param_array, param)));
+    task.ops.grad = py::detail::array_proxy(keep.back().ptr())->data;
+    grad_converted = true;
+  }
+  plan_.converted = plan_.converted || grad_converted;
   if (param.size > 0) {
+    if (grad_converted) note_source(source, param_array, param.layout);
     scratch_.tasks.push_back(task);
     scratch_.origins.push_back({key, param.dtype, grad_converted});
     plan_.total += param.size;
@@ -141,6 +153,23 @@ ArrayView Planner::param_of(PyObject* key, PyObject* value, PyObject** param_arr
   scratch_.keep.push_back(span.array);
   if (span.from_scalar) scratch_.scalar_params.push_back({key, *param_array});
   return view_of(span);
+}
+
+// One pointer comparison per state: a grad that fits has the param's size and dtype, and so has
+// every state.
+bool Planner::grad_shares_a_state(const runtime::Task& task, const ArrayView& param) const {
+  for (int s = 0; s < row_.num_states; ++s) {
+    if (same_size_overlap(task.ops.grad, task.ops.state[s], param.size, bytes_of(param.dtype)))
+      return true;
+  }
+  return false;
+}
+
+// Records where a converted grad came from, for the task about to be added (aliasing.hpp).
+void Planner::note_source(PyObject* source, PyObject* param_array, Layout layout) {
+  const ByteRange bytes = byte_range(source);
+  if (bytes.begin == bytes.end) return;  // a scalar: no memory anyone writes
+  scratch_.converted_grads.push_back({scratch_.tasks.size(), source, param_array, layout, bytes});
 }
 
 // A per-key kernel must be a variant of the same rule keeping the same states: it reads the same

@@ -88,6 +88,20 @@ bool usable_view(PyObject* value, int required_flags, ArrayView* view) {
 
 bool grad_fits(PyObject* value, const ArrayView& param) { return fits(value, param, 0); }
 
+ByteRange byte_range(PyObject* value) {
+  if (!npy::get().PyArray_Check_(value)) return {};
+  const auto* a = py::detail::array_proxy(value);
+  // dtype::itemsize reads the descriptor of NumPy 1 and 2 alike (their structs differ).
+  std::intptr_t low = 0, high = py::reinterpret_borrow<py::dtype>(a->descr).itemsize();
+  for (int d = 0; d < a->nd; ++d) {
+    if (a->dimensions[d] == 0) return {};
+    const std::intptr_t reach = a->strides[d] * (a->dimensions[d] - 1);
+    (reach < 0 ? low : high) += reach;
+  }
+  const auto data = reinterpret_cast<std::uintptr_t>(a->data);
+  return {data + static_cast<std::uintptr_t>(low), data + static_cast<std::uintptr_t>(high)};
+}
+
 bool state_fits(PyObject* value, const ArrayView& param) { return fits(value, param, kWriteable); }
 
 }  // namespace fastopt::bindings

@@ -59,4 +59,21 @@ inline bool param_view(PyObject* value, ArrayView* view) {
 bool grad_fits(PyObject* value, const ArrayView& param);
 bool state_fits(PyObject* value, const ArrayView& param);
 
+// True when `size` elements of `bytes_each` at `a` and at `b` share memory: the test for a grad
+// that fits and one of its key's states (both contiguous, the param's size and dtype).
+inline bool same_size_overlap(const void* a, const void* b, std::int64_t size,
+                              std::int64_t bytes_each) {
+  const auto x = reinterpret_cast<std::uintptr_t>(a);
+  const auto y = reinterpret_cast<std::uintptr_t>(b);
+  const auto bytes = static_cast<std::uintptr_t>(size * bytes_each);
+  return (x > y ? x - y : y - x) < bytes;
+}
+
+// The bytes an ndarray's elements span, [begin, end): strided, reversed or broadcast alike. Empty
+// (begin == end) for an array of size 0 or a value that is not an ndarray.
+struct ByteRange {
+  std::uintptr_t begin = 0, end = 0;
+};
+ByteRange byte_range(PyObject* value);
+
 }  // namespace fastopt::bindings

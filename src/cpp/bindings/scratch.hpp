@@ -7,6 +7,7 @@
 #include <deque>
 #include <vector>
 
+#include "bindings/predicates.hpp"
 #include "kernels/table.hpp"
 #include "runtime/executor.hpp"
 
@@ -19,6 +20,16 @@ struct TaskOrigin {
   PyObject* key;  // owned by `keep`
   Dtype dtype;
   bool converted;  // its grad was converted or copied here: not what the caller passed
+};
+
+// A grad that validation converted (or copied) from an ndarray: where its source lies, so that
+// the conversion can be done again at its key's turn when earlier keys write there (aliasing.hpp).
+struct ConvertedGrad {
+  std::size_t task;
+  PyObject* source;  // the grad as passed; owned by `keep`
+  PyObject* param;   // the param's array (a scalar param's working array); owned by `keep`
+  Layout layout;     // the param's memory order
+  ByteRange bytes;   // the source's memory
 };
 
 // A state array made in validation, inserted into its state dict only at commit.
@@ -43,6 +54,7 @@ struct Scratch {
   std::vector<py::object> keep;     // a reference to every object a task or an entry points at
   std::vector<py::object> items;    // params' keys and values, taken before planning
   std::vector<PendingState> pending;
+  std::vector<ConvertedGrad> converted_grads;  // in task order
   std::vector<ScalarParam> scalar_params;
   // The scalars of keys with settings of their own; a deque, so the tasks' pointers stay valid.
   std::deque<std::array<double, kMaxScalars>> per_key_scalars;
@@ -60,6 +72,7 @@ struct Scratch {
       scratch_->tasks.clear();
       scratch_->origins.clear();
       scratch_->pending.clear();
+      scratch_->converted_grads.clear();
       scratch_->scalar_params.clear();
       scratch_->per_key_scalars.clear();
       scratch_->checks.clear();
