@@ -285,3 +285,20 @@ def test_a_schedule_that_fails_at_the_loaded_step_changes_nothing(tmp_path, rng)
     rates.append(0.002)  # now the schedule works at step 1: the same file loads
     fastopt.load(path, opt, params)
     assert opt.iter == 1 and opt.lr == 0.002 and opt.beta1 == 0.5 and set(opt.m) == {"w", "b"}
+
+
+# ---- issue 12, item 12: a checkpoint's permissions follow the umask ----
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_checkpoint_permissions_follow_the_umask_like_np_savez(umask, mode, tmp_path):
+    previous = os.umask(umask)  # (process-wide: this test runs no threads of its own)
+    try:
+        fastopt.save(tmp_path / "c.npz", fastopt.SGD(), {"w": np.ones(2)})
+        np.savez(tmp_path / "plain.npz", w=np.ones(2))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "plain.npz").stat().st_mode & 0o777 == mode
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["c.npz", "plain.npz"]

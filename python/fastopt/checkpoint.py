@@ -5,7 +5,8 @@ One ``.npz`` file holds the optimizer's state_dict() and, when given, the params
 counters, hyperparameters) is a JSON manifest stored as a string array, and every array is its own
 entry. Keys that are not strings (ints, floats, tuples, None, bools) are tagged with their type in
 the manifest and come back as they were. The file is written to a temporary file beside the target
-and renamed over it, so a crash mid-write never replaces a good checkpoint with half of one.
+and renamed over it, so a crash mid-write never replaces a good checkpoint with half of one. The
+file's permissions follow the umask, like any file the process writes (see _create_beside).
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
     """Write the optimizer's state (and the params, if given) to one .npz file, atomically."""
     # Imported here, not with fastopt: together they were a third of `import fastopt`.
     import json
-    import tempfile
 
     state = opt.state_dict()
     arrays: dict[str, np.ndarray] = {}
@@ -104,10 +104,7 @@ def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
         else [[_encode_key(k), store(np.asarray(v))] for k, v in params.items()],
     }
     arrays["__manifest__"] = np.array(json.dumps(manifest))
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
+    handle, temporary = _create_beside(Path(path))
     try:
         with os.fdopen(handle, "wb") as file:
             # numpy >= 2.1's stub has a keyword `allow_pickle: bool` that mypy matches to
@@ -116,10 +113,29 @@ def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
             np.savez(file, **arrays)  # type: ignore[arg-type, unused-ignore]
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, target)
+        os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def _create_beside(target: Path) -> tuple[int, str]:
+    """Create a new, empty temporary file beside `target`: (its descriptor, its name).
+
+    Created with mode 0o666 by os.open, so the kernel applies the umask (and a directory's default
+    ACL) just as it does for open(target, "wb") or np.savez: a checkpoint gets the permissions any
+    other file written by the process gets (0o644 under the usual umask 022). tempfile.mkstemp
+    would force 0o600, and fixing that with fchmod would need the umask, which can only be read by
+    setting it (os.umask is process-wide, so that races with other threads creating files).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = target.parent / f".{target.name}.{os.urandom(6).hex()}.tmp"
+        try:
+            return os.open(name, flags, 0o666), str(name)
+        except FileExistsError:  # another save chose the same name: draw again
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {target}")
 
 
 def load(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) -> None:
