@@ -247,9 +247,7 @@ def test_load_state_dict_of_a_bad_counter_is_a_value_error_naming_it(bad, rng):
 
 
 @pytest.mark.parametrize("which", ["read-only", "scalar-for-array", "wrong dtype"])
-def test_load_checks_every_param_before_changing_the_optimizer_or_any_param(
-    which, tmp_path, rng
-):
+def test_load_checks_every_param_before_changing_the_optimizer_or_any_param(which, tmp_path, rng):
     path = _saved_adam(tmp_path, rng)
     w = rng.standard_normal(4)
     params = {"b": np.float64(2.0), "w": w}

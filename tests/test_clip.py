@@ -166,7 +166,7 @@ def test_fused_clipping_off_by_default_and_validated():
         opt.max_grad_norm = 0.0
 
 
-# ---- issue 12, item 10: any real max_norm/clip but a bool; scalar grads as update() takes them ----
+# ---- issue 12, item 10: any real max_norm or clip but a bool; scalar grads as update() takes ----
 
 
 @pytest.mark.parametrize(

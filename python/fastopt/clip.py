@@ -33,9 +33,7 @@ def _readable(grads: Grads) -> list[Any]:
     for key, value in grads.items():
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
             values.append(value)  # the common case, in as few operations as possible
-        elif (isinstance(value, np.ndarray) and value.dtype.kind in "iu") or _is_real_scalar(
-            value
-        ):
+        elif (isinstance(value, np.ndarray) and value.dtype.kind in "iu") or _is_real_scalar(value):
             values.append(value)
         else:
             raise TypeError(
