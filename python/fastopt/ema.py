@@ -103,7 +103,11 @@ class EMA:
         missing = [key for key in params if key not in self.shadow]
         if missing:
             raise KeyError(f"no average for params {missing}: call update(params) first")
-        scalars = {key: self._swappable(key, value) for key, value in params.items()}
+        scalars = {}  # a scalar param's value, as its average's dtype
+        for key, value in params.items():
+            converted = self._swappable(key, value)
+            if converted is not None:
+                scalars[key] = converted
         # Everything is checked: from here on nothing can fail.
         for key, value in params.items():
             average = self.shadow[key]
