@@ -164,3 +164,139 @@ def test_schedule_resumes_at_the_right_step(tmp_path, rng):
     resumed = fastopt.SGD(lr=schedule)
     fastopt.load(tmp_path / "s.npz", resumed)
     assert resumed.lr == 0.1 * 0.5**3
+
+
+# ---- issue 12, item 2: loading is all or nothing, and every failure names its field ----
+
+
+def _rewrite_manifest(source, target, change):
+    """Copy the checkpoint `source` to `target` with its JSON manifest passed through change()."""
+    import json
+
+    with np.load(source, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    manifest = change(json.loads(str(arrays["__manifest__"])))
+    arrays["__manifest__"] = np.array(json.dumps(manifest))
+    np.savez(target, **arrays)
+
+
+def _saved_adam(tmp_path, rng, lr=0.01):
+    params = {"w": rng.standard_normal(4), "b": np.float64(0.5)}
+    opt = fastopt.Adam(lr=lr, beta1=0.5)
+    opt.update(params, {"w": rng.standard_normal(4), "b": 1.0})
+    fastopt.save(tmp_path / "adam.npz", opt, params)
+    return tmp_path / "adam.npz"
+
+
+def _assert_untouched(opt, params, originals):
+    assert opt.iter == 0 and opt.m == {} and opt.v == {} and opt.lr == 0.001 and opt.beta1 == 0.9
+    for key, value in originals.items():
+        assert np.array_equal(params[key], value)
+
+
+def _with(field, value):
+    def change(manifest):
+        manifest[field] = value
+        return manifest
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda manifest: ["fastopt-checkpoint-1"], "format 'list'"),
+        (_with("hyperparameters", [["lr", 0.1]]), "'hyperparameters' must be a dict"),
+        (_with("counters", [3]), "'counters' must be a dict"),
+        (_with("state", None), "'state' must be a dict"),
+        (_with("state", {"m": {"w": "a0"}}), r"state\['m'\] must be a list"),
+        (_with("state", {"m": [[{"str": "w"}]]}), r"state\['m'\]\[0\]"),
+        (_with("state", {"m": [[{"weird": 1}, "a0"]]}), r"state\['m'\]\[0\]"),
+        (_with("state", {"m": [["w", "a0"]]}), r"state\['m'\]\[0\]"),
+        (_with("params", [[{"str": "w"}, "a99"]]), r"params\[0\]"),
+        (_with("params", {"w": "a0"}), "params must be a list"),
+        (_with("counters", {"iter": "1"}), r"counters\['iter'\]"),
+        (_with("counters", {"iter": None}), r"counters\['iter'\]"),
+        (_with("hyperparameters", {"lr": "0.1"}), r"hyperparameters\['lr'\]"),
+        (_with("hyperparameters", {"beta1": [0.5]}), r"hyperparameters\['beta1'\]"),
+    ],
+)
+def test_load_of_a_damaged_manifest_names_the_field_and_changes_nothing(
+    change, match, tmp_path, rng
+):
+    _rewrite_manifest(_saved_adam(tmp_path, rng), tmp_path / "bad.npz", change)
+    opt = fastopt.Adam()
+    params = {"w": rng.standard_normal(4), "b": np.float64(2.0)}
+    originals = {key: np.copy(value) for key, value in params.items()}
+    with pytest.raises(fastopt.CheckpointError, match=match):
+        fastopt.load(tmp_path / "bad.npz", opt, params)
+    _assert_untouched(opt, params, originals)
+
+
+@pytest.mark.parametrize("bad", ["1", None, 1.5, [1], True])
+def test_load_state_dict_of_a_bad_counter_is_a_value_error_naming_it(bad, rng):
+    opt = fastopt.Adam()
+    opt.update({"w": np.ones(2)}, {"w": np.ones(2)})
+    state = opt.state_dict()
+    target = fastopt.Adam()
+    with pytest.raises(ValueError, match=r"counters\['iter'\]"):
+        target.load_state_dict({**state, "counters": {"iter": bad}})
+    with pytest.raises(ValueError, match=r"hyperparameters\['lr'\]"):
+        target.load_state_dict({**state, "hyperparameters": {"lr": "fast"}})
+    _assert_untouched(target, {}, {})
+
+
+@pytest.mark.parametrize("which", ["read-only", "scalar-for-array", "wrong dtype"])
+def test_load_checks_every_param_before_changing_the_optimizer_or_any_param(which, tmp_path, rng):
+    path = _saved_adam(tmp_path, rng)
+    w = rng.standard_normal(4)
+    params = {"b": np.float64(2.0), "w": w}
+    if which == "read-only":
+        w.flags.writeable = False
+    elif which == "scalar-for-array":
+        params["w"] = 3.0
+    else:
+        params["w"] = w.astype(np.float32)
+    originals = {key: np.copy(value) for key, value in params.items()}
+    opt = fastopt.Adam()
+    with pytest.raises(fastopt.CheckpointError, match="'w'"):
+        fastopt.load(path, opt, params)
+    _assert_untouched(opt, params, originals)
+
+
+def test_a_schedule_that_fails_at_the_loaded_step_changes_nothing(tmp_path, rng):
+    # Saved after one step with a schedule, so the file holds no lr: the loading optimizer's
+    # schedule gives it, at the loaded step.
+    path = _saved_adam(tmp_path, rng, lr=lambda step: 0.01)
+    rates = [0.001]  # valid at step 0 only: IndexError at the loaded step, 1
+    opt = fastopt.Adam(lr=lambda step: rates[step])
+    state = fastopt.Adam(lr=lambda step: 0.01, beta1=0.5).state_dict()
+    with pytest.raises(ValueError, match="schedule raised IndexError at the loaded step 1"):
+        opt.load_state_dict({**state, "counters": {"iter": 1}})
+    _assert_untouched(opt, {}, {})
+
+    params = {"w": rng.standard_normal(4), "b": np.float64(2.0)}
+    originals = {key: np.copy(value) for key, value in params.items()}
+    with pytest.raises(fastopt.CheckpointError, match="schedule"):
+        fastopt.load(path, opt, params)
+    _assert_untouched(opt, params, originals)
+    rates.append(0.002)  # now the schedule works at step 1: the same file loads
+    fastopt.load(path, opt, params)
+    assert opt.iter == 1 and opt.lr == 0.002 and opt.beta1 == 0.5 and set(opt.m) == {"w", "b"}
+
+
+# ---- issue 12, item 12: a checkpoint's permissions follow the umask ----
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_checkpoint_permissions_follow_the_umask_like_np_savez(umask, mode, tmp_path):
+    previous = os.umask(umask)  # (process-wide: this test runs no threads of its own)
+    try:
+        fastopt.save(tmp_path / "c.npz", fastopt.SGD(), {"w": np.ones(2)})
+        np.savez(tmp_path / "plain.npz", w=np.ones(2))
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "c.npz").stat().st_mode & 0o777 == mode
+    assert (tmp_path / "plain.npz").stat().st_mode & 0o777 == mode
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["c.npz", "plain.npz"]

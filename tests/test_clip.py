@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fractions
 import math
 
 import fastopt
@@ -163,3 +164,59 @@ def test_fused_clipping_off_by_default_and_validated():
         fastopt.optim.Adam(max_grad_norm=-1.0)
     with pytest.raises(ValueError, match="max_grad_norm"):
         opt.max_grad_norm = 0.0
+
+
+# ---- issue 12, item 10: any real max_norm or clip but a bool; scalar grads as update() takes ----
+
+
+@pytest.mark.parametrize(
+    "good", [np.float32(1), np.float64(0.5), np.int64(2), 3, 0.25, fractions.Fraction(1, 2)]
+)
+def test_max_norm_and_clip_take_any_real_number(good):
+    grads = {"a": np.full(4, 10.0)}
+    norm = fastopt.clip_grad_norm(grads, good)
+    assert norm == 20.0 and np.allclose(np.linalg.norm(grads["a"]), float(good), rtol=1e-6)
+    fastopt.clip_grad_value(grads, good)
+    assert np.all(grads["a"] <= float(good))
+
+
+@pytest.mark.parametrize("bad", [True, False, np.True_])
+def test_max_norm_and_clip_refuse_a_bool(bad):
+    grads = {"a": np.full(4, 10.0)}
+    with pytest.raises(ValueError, match="max_norm"):
+        fastopt.clip_grad_norm(grads, bad)
+    with pytest.raises(ValueError, match="clip"):
+        fastopt.clip_grad_value(grads, bad)
+    assert np.all(grads["a"] == 10.0)
+
+
+def test_scalar_grads_are_clipped_by_replacing_their_entry(rng):
+    W = rng.standard_normal((3, 4)) * 10
+    grads = {"W": W, "b": 3.0, "c": np.float32(-4.0), "n": 2, "d": np.float64(0.5)}
+    expected_norm = math.sqrt(float(np.sum(W * W)) + 9.0 + 16.0 + 4.0 + 0.25)
+    assert fastopt.global_norm(grads) == pytest.approx(expected_norm, rel=1e-15)
+    scalars = {key: float(grads[key]) for key in "bcnd"}
+    norm = fastopt.clip_grad_norm(grads, 1.0)
+    assert norm == pytest.approx(expected_norm, rel=1e-15)
+    scale = 1.0 / (norm + 1e-6)
+    assert grads["W"] is W
+    for key, value in scalars.items():
+        assert type(grads[key]) is np.float64 and grads[key] == value * scale
+    assert fastopt.global_norm(grads) == pytest.approx(1.0, rel=1e-6)
+
+    params = {"W": np.zeros((3, 4)), "b": 1.0, "c": np.float64(1.0), "n": 1.0, "d": 1.0}
+    fastopt.SGD(lr=1.0).update(params, grads)  # update() takes what clipping gave
+    assert params["b"] == 1.0 - scalars["b"] * scale
+
+    grads = {"b": 3.0, "c": np.float32(-4.0), "x": np.ones(2)}
+    fastopt.clip_grad_value(grads, 0.5)
+    assert grads["b"] == 0.5 and grads["c"] == -0.5 and type(grads["c"]) is np.float64
+
+
+def test_a_bad_grad_beside_scalar_grads_changes_nothing():
+    grads = {"b": 3.0, "c": np.float32(4.0), "z": True}
+    with pytest.raises(TypeError, match="'z'"):
+        fastopt.clip_grad_norm(grads, 1.0)
+    with pytest.raises(TypeError, match="'z'"):
+        fastopt.clip_grad_value(grads, 1.0)
+    assert grads == {"b": 3.0, "c": np.float32(4.0), "z": True} and type(grads["b"]) is float

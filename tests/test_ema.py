@@ -76,3 +76,42 @@ def test_bad_input_changes_nothing(rng):
         fastopt.EMA(1.0)
     with pytest.raises(KeyError, match="'b'"):
         ema.swap({"a": np.ones(3), "b": np.ones(3)})
+
+
+# ---- issue 12, item 3: swap is all or nothing and names the key ----
+
+
+@pytest.mark.parametrize("bad", ["int array", "read-only", "shape"])
+def test_swap_checks_every_param_first_and_changes_nothing(bad, rng):
+    ema = fastopt.EMA(0.5)
+    params = {"a": rng.standard_normal(3), "s": 2.0, "z": np.arange(4)}  # update() takes ints
+    if bad != "int array":
+        params["z"] = rng.standard_normal(4)
+    ema.update(params)
+    params["a"] += 1.0
+    params["s"] = 4.0
+    params["z"] = params["z"] + 1
+    ema.update(params)
+    if bad == "read-only":
+        params["z"].flags.writeable = False
+    elif bad == "shape":
+        params["z"] = np.ones(5)
+    a = params["a"]
+    live = {key: np.copy(value) for key, value in params.items()}
+    averages = {key: value.copy() for key, value in ema.shadow.items()}
+    for swap in (ema.swap, lambda p: ema.averaged(p).__enter__()):
+        with pytest.raises((TypeError, ValueError), match=r"params\['z'\]"):
+            swap(params)
+        assert params["a"] is a and params["s"] == 4.0
+        for key, value in live.items():
+            assert np.array_equal(params[key], value)
+            assert np.array_equal(ema.shadow[key], averages[key])
+
+
+def test_swap_of_a_float32_param_with_a_float64_average_and_back(rng):
+    ema = fastopt.EMA(0.5)
+    ema.shadow["w"] = np.array([1.0, 2.0])
+    w = np.array([3.0, 4.0], np.float32)
+    with ema.averaged({"w": w}):
+        assert w.tolist() == [1.0, 2.0]
+    assert w.tolist() == [3.0, 4.0] and ema.shadow["w"].tolist() == [1.0, 2.0]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import fastopt
 import numpy as np
@@ -96,12 +99,87 @@ def test_set_get_and_context_manager():
 
 
 @pytest.mark.parametrize(
-    "bad, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError), (True, TypeError)]
+    "bad, error",
+    [
+        (0, ValueError),
+        (-2, ValueError),
+        (1.5, TypeError),
+        (True, TypeError),
+        (2**31, ValueError),  # issue 12, item 9: was pybind11's "incompatible function arguments"
+        (2**40, ValueError),
+        (2**64, ValueError),
+    ],
 )
 def test_bad_thread_counts(bad, error):
     before = fastopt.get_num_threads()
-    with pytest.raises(error, match="thread"):
+    with pytest.raises(error, match="threads"):
         fastopt.set_num_threads(bad)
+    with pytest.raises(error, match="threads"), fastopt.num_threads(bad):
+        pass
+    assert fastopt.get_num_threads() == before
+
+
+# ---- issue 12, item 11: num_threads() blocks that overlap across threads ----
+
+
+class _Block(threading.Thread):
+    """A thread that enters fastopt.num_threads(count) and leaves it when told to."""
+
+    def __init__(self, count):
+        super().__init__(daemon=True)
+        self.count, self.entered, self.leave = count, threading.Event(), threading.Event()
+        self.failure = None
+
+    def run(self):
+        try:
+            with fastopt.num_threads(self.count):
+                self.entered.set()
+                assert self.leave.wait(30)
+        except BaseException as error:  # reported by exit()
+            self.failure = error
+            self.entered.set()
+
+    def exit(self):
+        self.leave.set()
+        self.join(30)
+        assert not self.is_alive() and self.failure is None
+
+
+@pytest.mark.parametrize("exit_order", list(itertools.permutations(range(3))))
+def test_overlapping_blocks_of_several_threads_restore_the_count_from_before(exit_order):
+    before = fastopt.get_num_threads()
+    counts = [before + 1, before + 2, before + 3]
+    blocks = []
+    for count in counts:
+        blocks.append(_Block(count))
+        blocks[-1].start()
+        assert blocks[-1].entered.wait(30)
+        assert fastopt.get_num_threads() == count  # the newest open block's count
+    still_open = [0, 1, 2]
+    for index in exit_order:
+        blocks[index].exit()
+        still_open.remove(index)
+        newest = counts[still_open[-1]] if still_open else before
+        assert fastopt.get_num_threads() == newest
+    assert fastopt.get_num_threads() == before
+
+
+def test_many_threads_entering_and_leaving_blocks_at_random_restore_the_count():
+    before = fastopt.get_num_threads()
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        for _ in range(50):
+            with fastopt.num_threads(int(rng.integers(1, 9))):
+                time.sleep(float(rng.uniform(0, 1e-3)))  # lets the other threads' blocks overlap
+                with fastopt.num_threads(int(rng.integers(1, 9))):
+                    time.sleep(float(rng.uniform(0, 1e-3)))
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
     assert fastopt.get_num_threads() == before
 
 

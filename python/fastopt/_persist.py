@@ -54,7 +54,13 @@ def _checked_hyperparameters(opt: Optimizer, given: Mapping[str, Any]) -> dict[s
     unknown = sorted(set(given) - set(known), key=repr)
     if unknown:
         raise ValueError(f"unknown hyperparameters {unknown} for {type(opt).__name__}")
-    return {name: known[name].check(name, value) for name, value in given.items()}
+    checked = {}
+    for name, value in given.items():
+        try:
+            checked[name] = known[name].check(name, value)
+        except (TypeError, ValueError) as error:  # one exception type for any bad field
+            raise ValueError(f"hyperparameters[{name!r}]: {error}") from error
+    return checked
 
 
 def _checked_counters(opt: Optimizer, given: Mapping[str, Any]) -> tuple[int, dict[str, float]]:
@@ -65,7 +71,10 @@ def _checked_counters(opt: Optimizer, given: Mapping[str, Any]) -> tuple[int, di
     name = opt.step_name if opt.step_name in given else "_updates"
     if name not in given:
         raise ValueError(f"the counters have no step count {opt.step_name!r}")
-    steps = step_count(f"counters[{name!r}]", given[name])
+    try:
+        steps = step_count(f"counters[{name!r}]", given[name])
+    except TypeError as error:  # one exception type for any bad field
+        raise ValueError(str(error)) from error
     counters = {}
     for counter, start in opt.counters.items():
         value = given.get(counter, start)
@@ -103,12 +112,30 @@ def load_state_dict(opt: Optimizer, state: Mapping[str, Any]) -> None:
     hyperparameters = _checked_hyperparameters(opt, _section(state, "hyperparameters"))
     steps, counters = _checked_counters(opt, _section(state, "counters"))
     arrays = _checked_arrays(opt, _section(state, "state"))
+    # A schedule (the optimizer's, or one loaded as "lr") is called at the loaded step here,
+    # before anything is replaced: if it raises, nothing has changed.
+    lr = hyperparameters.get("lr", opt._schedule)
+    schedule = lr if callable(lr) else None
+    rate = None if schedule is None else _scheduled_rate(opt, schedule, steps)
     # Everything is checked: from here on nothing can fail.
+    if schedule is not None:
+        hyperparameters.pop("lr", None)
+        opt._schedule = schedule
+        type(opt).lr.show(opt, rate)
     for name, value in hyperparameters.items():
         setattr(opt, name, value)
     opt._state.arrays = arrays
     opt._state.steps = steps
     opt._state.counters = counters
     opt._forget_plan()
-    if opt._schedule is not None:
-        type(opt).lr.show(opt, opt._scheduled_rate(opt._schedule, steps))
+
+
+def _scheduled_rate(opt: Optimizer, schedule: Any, steps: int) -> float:
+    try:
+        return opt._scheduled_rate(schedule, steps)
+    except ValueError:
+        raise
+    except Exception as error:  # the schedule's own error, as a field that does not fit
+        raise ValueError(
+            f"the lr schedule raised {type(error).__name__} at the loaded step {steps}: {error}"
+        ) from error

@@ -5,13 +5,14 @@ One ``.npz`` file holds the optimizer's state_dict() and, when given, the params
 counters, hyperparameters) is a JSON manifest stored as a string array, and every array is its own
 entry. Keys that are not strings (ints, floats, tuples, None, bools) are tagged with their type in
 the manifest and come back as they were. The file is written to a temporary file beside the target
-and renamed over it, so a crash mid-write never replaces a good checkpoint with half of one.
+and renamed over it, so a crash mid-write never replaces a good checkpoint with half of one. The
+file's permissions follow the umask, like any file the process writes (see _create_beside).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,6 @@ def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
     """Write the optimizer's state (and the params, if given) to one .npz file, atomically."""
     # Imported here, not with fastopt: together they were a third of `import fastopt`.
     import json
-    import tempfile
 
     state = opt.state_dict()
     arrays: dict[str, np.ndarray] = {}
@@ -104,10 +104,7 @@ def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
         else [[_encode_key(k), store(np.asarray(v))] for k, v in params.items()],
     }
     arrays["__manifest__"] = np.array(json.dumps(manifest))
-    target = Path(path)
-    handle, temporary = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"
-    )
+    handle, temporary = _create_beside(Path(path))
     try:
         with os.fdopen(handle, "wb") as file:
             # numpy >= 2.1's stub has a keyword `allow_pickle: bool` that mypy matches to
@@ -116,25 +113,64 @@ def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
             np.savez(file, **arrays)  # type: ignore[arg-type, unused-ignore]
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, target)
+        os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
+
+
+def _create_beside(target: Path) -> tuple[int, str]:
+    """Create a new, empty temporary file beside `target`: (its descriptor, its name).
+
+    Created with mode 0o666 by os.open, so the kernel applies the umask (and a directory's default
+    ACL) just as it does for open(target, "wb") or np.savez: a checkpoint gets the permissions any
+    other file written by the process gets (0o644 under the usual umask 022). tempfile.mkstemp
+    would force 0o600, and fixing that with fchmod would need the umask, which can only be read by
+    setting it (os.umask is process-wide, so that races with other threads creating files).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = target.parent / f".{target.name}.{os.urandom(6).hex()}.tmp"
+        try:
+            return os.open(name, flags, 0o666), str(name)
+        except FileExistsError:  # another save chose the same name: draw again
+            continue
+    raise FileExistsError(f"could not create a temporary file beside {target}")
 
 
 def load(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) -> None:
     """Restore a checkpoint written by save() into `opt` (and into `params`, if given).
 
     Params are restored in place: each array of `params` must exist in the checkpoint with the
-    same shape and dtype, and receives the saved values (a scalar param is replaced). Everything is
-    checked before anything is changed.
+    same shape and dtype, and be writeable; it receives the saved values (a scalar param is
+    replaced, so `params` must then be a mutable mapping). All or nothing: every field of the
+    file, every param and the optimizer's lr schedule at the loaded step are checked before
+    anything (the optimizer or a param) is changed.
 
     Raises
     ------
     CheckpointError
-        The file is missing, truncated, corrupt or not a fastopt checkpoint; or it was written for
-        another optimizer kind; or its params do not match `params`.
+        The file is missing, truncated, corrupt or not a fastopt checkpoint; or a field of it does
+        not fit (the message names it); or it was written for another optimizer kind; or its
+        params do not match `params`; or the optimizer's lr schedule fails at the loaded step.
     """
+    manifest, arrays = _read(path)
+    state, saved_params = _decode(path, manifest, arrays)
+    if params is not None:
+        _check_params(path, params, saved_params)
+    try:
+        opt.load_state_dict(state)  # validates everything, then restores
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: {error}") from error
+    if params is not None and saved_params is not None:  # (params without saved_params raised)
+        for key, value in params.items():
+            if isinstance(value, np.ndarray):
+                np.copyto(value, saved_params[key])
+            else:
+                params[key] = saved_params[key][()]
+
+
+def _read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     import json
     import zipfile
 
@@ -152,52 +188,88 @@ def load(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
         json.JSONDecodeError,
     ) as error:
         raise CheckpointError(f"{path} is not a readable fastopt checkpoint: {error}") from error
-    if not isinstance(manifest, dict) or manifest.get("format") != _FORMAT:
-        raise CheckpointError(
-            f"{path} is not a fastopt checkpoint (format {manifest.get('format')!r})"
-        )
-    try:
-        state = {
-            "kind": manifest["kind"],
-            "hyperparameters": {
-                k: _decode_value(v) for k, v in manifest["hyperparameters"].items()
-            },
-            "counters": manifest["counters"],
-            "state": {
-                name: {_decode_key(k): arrays[a] for k, a in entries}
-                for name, entries in manifest["state"].items()
-            },
-        }
-        saved_params = (
-            None
-            if manifest["params"] is None
-            else {_decode_key(k): arrays[a] for k, a in manifest["params"]}
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise CheckpointError(f"{path} is damaged: {error}") from error
+    found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+    if found != _FORMAT:
+        raise CheckpointError(f"{path} is not a fastopt checkpoint (format {found!r})")
+    return manifest, arrays
 
-    if params is not None:
-        if saved_params is None:
-            raise CheckpointError(f"{path} holds no params")
-        for key, value in params.items():
-            if key not in saved_params:
-                raise CheckpointError(f"{path} has no param {key!r}")
-            saved = saved_params[key]
-            if isinstance(value, np.ndarray) and (value.shape, value.dtype) != (
-                saved.shape,
-                saved.dtype,
-            ):
+
+def _field(path: Any, manifest: dict[str, Any], name: str, kind: type) -> Any:
+    value = manifest.get(name)
+    if not isinstance(value, kind):
+        raise CheckpointError(
+            f"{path} is damaged: its manifest's {name!r} must be a {kind.__name__}; "
+            f"got {type(value).__name__}"
+        )
+    return value
+
+
+def _entries(
+    path: Any, where: str, entries: Any, arrays: dict[str, np.ndarray]
+) -> dict[Hashable, np.ndarray]:
+    """{key: array} from the manifest's [[key code, array name], ...] at `where`."""
+    if not isinstance(entries, list):
+        raise CheckpointError(f"{path} is damaged: {where} must be a list")
+    decoded = {}
+    for index, entry in enumerate(entries):
+        try:
+            code, name = entry
+            decoded[_decode_key(code)] = arrays[name]
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError(
+                f"{path} is damaged: {where}[{index}] ({entry!r}) is not a stored key and array: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+    return decoded
+
+
+def _decode(
+    path: Any, manifest: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> tuple[dict[str, Any], dict[Hashable, np.ndarray] | None]:
+    hyperparameters = _field(path, manifest, "hyperparameters", dict)
+    states = _field(path, manifest, "state", dict)
+    saved_params = manifest.get("params")
+    state = {
+        "kind": manifest.get("kind"),
+        "hyperparameters": {k: _decode_value(v) for k, v in hyperparameters.items()},
+        "counters": _field(path, manifest, "counters", dict),
+        "state": {
+            name: _entries(path, f"state[{name!r}]", entries, arrays)
+            for name, entries in states.items()
+        },
+    }
+    if saved_params is not None:
+        saved_params = _entries(path, "params", saved_params, arrays)
+    return state, saved_params
+
+
+def _check_params(
+    path: Any, params: Params, saved_params: dict[Hashable, np.ndarray] | None
+) -> None:
+    """Every param can take its saved value: checked before the optimizer or any param changes."""
+    if saved_params is None:
+        raise CheckpointError(f"{path} holds no params")
+    for key, value in params.items():
+        if key not in saved_params:
+            raise CheckpointError(f"{path} has no param {key!r}")
+        saved = saved_params[key]
+        if isinstance(value, np.ndarray):
+            if (value.shape, value.dtype) != (saved.shape, saved.dtype):
                 raise CheckpointError(
                     f"param {key!r} is {value.dtype}{value.shape} here but "
                     f"{saved.dtype}{saved.shape} in {path}"
                 )
-    try:
-        opt.load_state_dict(state)  # validates, then restores
-    except ValueError as error:
-        raise CheckpointError(f"{path}: {error}") from error
-    if params is not None and saved_params is not None:  # (params without saved_params raised)
-        for key, value in params.items():
-            if isinstance(value, np.ndarray):
-                np.copyto(value, saved_params[key])
-            else:
-                params[key] = saved_params[key][()]
+            if not value.flags.writeable:
+                raise CheckpointError(
+                    f"param {key!r} is read-only: load restores params in place, so they must "
+                    "be writeable"
+                )
+        elif saved.shape != ():
+            raise CheckpointError(
+                f"param {key!r} is a scalar here but {saved.dtype}{saved.shape} in {path}"
+            )
+        elif not isinstance(params, MutableMapping):
+            raise CheckpointError(
+                f"param {key!r} is a scalar, replaced on load, so params must be a mutable "
+                f"mapping; got {type(params).__name__}"
+            )

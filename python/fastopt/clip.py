@@ -7,6 +7,7 @@ the data (see kernels/reduce.hpp), so it has the same bits for every thread coun
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Hashable, MutableMapping
 from typing import Any
 
@@ -19,36 +20,65 @@ __all__ = ["global_norm", "clip_grad_norm", "clip_grad_value"]
 Grads = MutableMapping[Hashable, Any]
 
 
-def _float_arrays(grads: Grads, writeable: bool) -> dict[Hashable, np.ndarray]:
-    arrays = {}
+def _is_real_scalar(value: Any) -> bool:
+    """A Python or NumPy real number (not a bool): a grad update() takes for a scalar param."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _readable(grads: Grads) -> list[Any]:
+    """The grads the norm reads: real arrays of any layout and dtype, and real scalars."""
+    values = []
     for key, value in grads.items():
-        if not writeable and isinstance(value, np.ndarray) and value.dtype.kind == "f":
-            arrays[key] = value  # the common case, in as few operations as possible
-            continue
-        if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
-            if (
-                writeable
-                or not isinstance(value, (int, float, np.integer, np.floating))
-                or isinstance(value, bool)
-            ):
-                raise TypeError(
-                    f"grads[{key!r}] must be a numpy.ndarray of real numbers; got "
-                    f"{type(value).__name__}"
-                )
-        if writeable and not (value.dtype.kind == "f" and value.flags.writeable):
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+            values.append(value)  # the common case, in as few operations as possible
+        elif (isinstance(value, np.ndarray) and value.dtype.kind in "iu") or _is_real_scalar(value):
+            values.append(value)
+        else:
+            raise TypeError(
+                f"grads[{key!r}] must be a numpy.ndarray of real numbers or a real number; got "
+                f"{type(value).__name__}"
+            )
+    return values
+
+
+def _clippable(grads: Grads) -> tuple[dict[Hashable, np.ndarray], dict[Hashable, Any]]:
+    """The grads to clip: ({key: array clipped in place}, {key: scalar replaced in the dict}).
+
+    Checked before anything is clipped, so a bad grad changes nothing."""
+    arrays, scalars = {}, {}
+    for key, value in grads.items():
+        if _is_real_scalar(value):
+            scalars[key] = value
+        elif not isinstance(value, np.ndarray):
+            raise TypeError(
+                f"grads[{key!r}] must be a numpy.ndarray of real numbers or a real number; got "
+                f"{type(value).__name__}"
+            )
+        elif not (value.dtype.kind == "f" and value.flags.writeable):
             raise TypeError(
                 f"grads[{key!r}] is clipped in place, so it must be a writeable floating-point "
                 f"array; got {value.dtype}{'' if value.flags.writeable else ' (read-only)'}"
             )
-        arrays[key] = value
-    return arrays
+        else:
+            arrays[key] = value
+    return arrays, scalars
+
+
+def _positive_real(name: str, value: Any, *, zero: bool) -> float:
+    """max_norm (> 0) or clip (>= 0): any finite real number, NumPy's included, but a bool."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if not (real and math.isfinite(value) and (value > 0 or (zero and value == 0))):
+        raise ValueError(f"{name} must be a finite number {'>=' if zero else '>'} 0; got {value!r}")
+    return float(value)
 
 
 def global_norm(grads: Grads) -> float:
     """The L2 norm of all gradients together: sqrt of the sum of every element squared."""
     # The core reads float32/float64 arrays in place and converts anything else (ints, scalars,
     # other layouts) to float64 itself.
-    return math.sqrt(_core.sum_of_squares(list(_float_arrays(grads, writeable=False).values())))
+    return math.sqrt(_core.sum_of_squares(_readable(grads)))
 
 
 def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = False) -> float:
@@ -56,21 +86,22 @@ def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = 
 
     Like torch.nn.utils.clip_grad_norm_: the scale is max_norm / (norm + 1e-6), applied when it
     is below 1. Returns the norm before clipping (inf or nan if a gradient is not finite; the
-    grads are then left as they are).
+    grads are then left as they are). Arrays are scaled in place; a scalar grad (a Python or
+    NumPy number, as update() takes for a scalar param) is replaced in the dict by its clipped
+    value, a NumPy float64 scalar, as update() replaces a scalar param.
 
     Raises
     ------
     FloatingPointError
         error_if_nonfinite=True and the norm is not finite; nothing is changed.
     TypeError
-        A gradient is not a writeable floating-point ndarray.
+        A gradient is neither a writeable floating-point ndarray nor a real number.
     ValueError
-        max_norm is not finite and > 0.
+        max_norm is not a finite real number > 0 (a bool is not a number here).
     """
-    if not (isinstance(max_norm, (int, float)) and math.isfinite(max_norm) and max_norm > 0):
-        raise ValueError(f"max_norm must be a finite number > 0; got {max_norm!r}")
-    arrays = _float_arrays(grads, writeable=True)
-    norm = global_norm(arrays)
+    max_norm = _positive_real("max_norm", max_norm, zero=False)
+    arrays, scalars = _clippable(grads)
+    norm = math.sqrt(_core.sum_of_squares([*arrays.values(), *scalars.values()]))
     if not math.isfinite(norm):
         if error_if_nonfinite:
             raise FloatingPointError(
@@ -81,12 +112,17 @@ def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = 
     if scale < 1.0:
         for value in arrays.values():
             np.multiply(value, scale, out=value)
+        for key, value in scalars.items():
+            grads[key] = np.float64(value) * scale
     return norm
 
 
 def clip_grad_value(grads: Grads, clip: float) -> None:
-    """Clip every gradient element to [-clip, clip], in place (nan stays nan)."""
-    if not (isinstance(clip, (int, float)) and math.isfinite(clip) and clip >= 0):
-        raise ValueError(f"clip must be a finite number >= 0; got {clip!r}")
-    for value in _float_arrays(grads, writeable=True).values():
+    """Clip every gradient element to [-clip, clip], in place (nan stays nan); a scalar grad is
+    replaced in the dict by its clipped value, a NumPy float64 scalar."""
+    clip = _positive_real("clip", clip, zero=True)
+    arrays, scalars = _clippable(grads)
+    for value in arrays.values():
         np.clip(value, -clip, clip, out=value)
+    for key, value in scalars.items():
+        grads[key] = np.clip(np.float64(value), -clip, clip)

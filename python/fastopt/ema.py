@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Hashable, Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import numpy as np
@@ -82,10 +82,33 @@ class EMA:
         self.updates += 1
 
     def swap(self, params: Params) -> None:
-        """Exchange the params' values and the averages, in place (the same array objects)."""
+        """Exchange the params' values and the averages, in place (the same array objects).
+
+        All or nothing: every param is checked first (an average exists; the same shape; an array
+        param is writeable and of a floating-point dtype the average can be cast to and from),
+        so a failed swap leaves every param and every average as it was.
+
+        Raises
+        ------
+        KeyError
+            A param has no average yet.
+        TypeError
+            A param array is read-only or of a dtype that cannot hold its average (an int array,
+            which update() accepts, has float averages); or a scalar param is not a real number.
+        ValueError
+            A param's shape is not its average's.
+        """
+        if not isinstance(params, MutableMapping):
+            raise TypeError(f"params must be a dict; got {type(params).__name__}")
         missing = [key for key in params if key not in self.shadow]
         if missing:
             raise KeyError(f"no average for params {missing}: call update(params) first")
+        scalars = {}  # a scalar param's value, as its average's dtype
+        for key, value in params.items():
+            converted = self._swappable(key, value)
+            if converted is not None:
+                scalars[key] = converted
+        # Everything is checked: from here on nothing can fail.
         for key, value in params.items():
             average = self.shadow[key]
             if isinstance(value, np.ndarray):
@@ -93,11 +116,38 @@ class EMA:
                 np.copyto(value, average, casting="same_kind")
                 np.copyto(average, held, casting="same_kind")
             else:  # a scalar param is replaced, as update() replaces it
-                params[key], self.shadow[key] = average[()], np.array(value, dtype=average.dtype)
+                params[key], self.shadow[key] = average[()], scalars[key]
+
+    def _swappable(self, key: Hashable, value: Any) -> np.ndarray | None:
+        """Check that params[key] can swap with its average; a scalar's value as the average's
+        dtype."""
+        average = self.shadow[key]
+        if np.shape(value) != average.shape:
+            raise ValueError(
+                f"params[{key!r}] has shape {np.shape(value)} but its average has {average.shape}"
+            )
+        if not isinstance(value, np.ndarray):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise TypeError(f"params[{key!r}] must be a real number; got {value!r}")
+            return np.array(value, dtype=average.dtype)
+        if not value.flags.writeable:
+            raise TypeError(f"params[{key!r}] is read-only: swap writes the average into it")
+        if not (
+            np.can_cast(average.dtype, value.dtype, "same_kind")
+            and np.can_cast(value.dtype, average.dtype, "same_kind")
+        ):
+            raise TypeError(
+                f"params[{key!r}] is {value.dtype}, which cannot hold its {average.dtype} "
+                "average: swap a floating-point param"
+            )
+        return None
 
     @contextlib.contextmanager
     def averaged(self, params: Params) -> Iterator[None]:
-        """Inside the block the params hold the averages; afterwards their own values again."""
+        """Inside the block the params hold the averages; afterwards their own values again.
+
+        The swap in is all or nothing (see swap()): if it raises, the block does not run and
+        nothing has changed."""
         self.swap(params)
         try:
             yield

@@ -11,9 +11,10 @@ shares:
 - a grad is first converted to its param's dtype;
 - a scalar param comes back as a NumPy float64 scalar;
 - Nesterov updates the param with the OLD velocity, as the book's text derives it
-  (p += momentum**2 * v_old - (1 + momentum) * lr * g, Bengio et al.'s form of NAG). The current
-  version of the book's repository updates v first and so steps with the new v; that gives other
-  numbers, and fastopt does not follow it.
+  (p += momentum**2 * v_old - (1 + momentum) * lr * g, Bengio et al.'s form of NAG), exactly as
+  the book repository's current common/optimizer.py does (since its commit "Fix Nesterov update
+  function"). The repository's first version updated v first and stepped with the new v; that
+  gives other numbers, and fastopt does not follow it.
 """
 
 from __future__ import annotations
