@@ -40,7 +40,7 @@ class _Plan:
 
     __slots__ = (
         "opt", "cls", "updaters", "updater", "scalars", "compute_scalars", "next_counters",
-        "max_grad_norm", "per_key", "variants", "groups", "overlays",
+        "max_grad_norm", "per_key", "variants", "groups", "overlays", "commit",
     )  # fmt: skip
 
     def __init__(self, opt: Optimizer) -> None:
@@ -53,6 +53,7 @@ class _Plan:
         self.groups: dict[Any, tuple[int, Scalars]] = {}  # per-key settings -> constant entry
         self.overlays: dict[Any, Overlay] = {}  # per-key settings -> their hyperparameters
         state = opt._state
+        self.commit: tuple[dict[str, Any], dict[str, Any]] = (state.__dict__, {})
         self.updater = None if cls.options_per_step else self.updater_for(opt, state)
         # The class's own function when its scalars are in the rule's order (every class here):
         # one Python call fewer per update than the reordering wrapper.
@@ -175,7 +176,8 @@ class Optimizer:
 
     @staticmethod
     def next_counters(h: Any, state: OptimizerState) -> dict[str, float]:
-        """The counters (besides the step count) after a successful update."""
+        """All the counters (besides the step count) after a successful update: a new dict, which
+        replaces the state's."""
         return {}
 
     @staticmethod
@@ -258,13 +260,13 @@ class Optimizer:
             # The counters after this step, committed by the core in the same C call as the
             # params: a signal handler that raises (Ctrl-C) runs only once Python code runs again,
             # so it can never find the params updated and the step count behind.
-            after: dict[str, Any] = {"steps": steps + 1}
+            commit = plan.commit  # (state.__dict__, the values it takes), made once per plan
+            commit[1]["steps"] = steps + 1
             if plan.next_counters is not None:
-                after["counters"] = {**state.counters, **plan.next_counters(self, state)}
+                commit[1]["counters"] = plan.next_counters(self, state)
             applied = updater.run(
-                params, grads, state.arrays, scalars, grad_scale, known_finite, per_key,
-                (state.__dict__, after),
-            )  # fmt: skip
+                params, grads, state.arrays, scalars, grad_scale, known_finite, per_key, commit
+            )
         except BaseException:
             if schedule is not None and state.steps == steps:  # not made: the rate goes back
                 _LR.show(self, shown)

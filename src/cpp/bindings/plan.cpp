@@ -103,11 +103,10 @@ class Planner {
 
 void Planner::add_key(PyObject* key, PyObject* value) {
   std::vector<py::object>& keep = scratch_.keep;
-  // Own every object the moment it is obtained: any lookup below may run Python code (a key's
-  // __eq__, a mapping's __getitem__) that drops the dict's reference to it, and the write-back
-  // after the kernels, which ran without the GIL, uses the key again.
-  keep.push_back(py::reinterpret_borrow<py::object>(key));
-  keep.push_back(py::reinterpret_borrow<py::object>(value));
+  // The key and value are owned by Scratch::items (make_plan); everything obtained below is owned
+  // the moment it is obtained: any lookup may run Python code (a key's __eq__, a mapping's
+  // __getitem__) that drops the dict's reference to it, and the write-back after the kernels,
+  // which ran without the GIL, uses the key again.
   PyObject* grad = lookup_grad(request_.grads, grads_dict_, key, keep);
   PyObject* param_array = value;
   const ArrayView param = param_of(key, value, &param_array);
