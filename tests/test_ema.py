@@ -115,3 +115,28 @@ def test_swap_of_a_float32_param_with_a_float64_average_and_back(rng):
     with ema.averaged({"w": w}):
         assert w.tolist() == [1.0, 2.0]
     assert w.tolist() == [3.0, 4.0] and ema.shadow["w"].tolist() == [1.0, 2.0]
+
+
+def test_tied_weights_swap_once_and_come_back():
+    """One array under two keys (tied embeddings): swapping it twice would undo the swap."""
+    tied = np.full(4, 10.0)
+    params = {"embed": tied, "unembed": tied}
+    ema = fastopt.EMA(decay=0.5)
+    ema.update(params)
+    tied[...] = 20.0
+    ema.update(params)  # both averages: 15
+    with ema.averaged(params):
+        assert np.array_equal(tied, np.full(4, 15.0))
+    assert np.array_equal(tied, np.full(4, 20.0))
+    assert np.array_equal(ema.shadow["embed"], ema.shadow["unembed"])
+
+
+def test_params_sharing_part_of_their_memory_are_refused_before_any_swap():
+    buffer = np.arange(8.0)
+    params = {"a": buffer[:6], "b": buffer[4:]}
+    ema = fastopt.EMA()
+    ema.update(params)
+    before = buffer.copy()
+    with pytest.raises(ValueError, match=r"params\['a'\] and params\['b'\]"):
+        ema.swap(params)
+    assert np.array_equal(buffer, before)

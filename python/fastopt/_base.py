@@ -40,7 +40,7 @@ class _Plan:
 
     __slots__ = (
         "opt", "cls", "updaters", "updater", "scalars", "compute_scalars", "next_counters",
-        "max_grad_norm", "per_key", "variants", "groups", "overlays", "commit",
+        "max_grad_norm", "per_key", "variants", "groups", "overlays",
     )  # fmt: skip
 
     def __init__(self, opt: Optimizer) -> None:
@@ -53,7 +53,6 @@ class _Plan:
         self.groups: dict[Any, tuple[int, Scalars]] = {}  # per-key settings -> constant entry
         self.overlays: dict[Any, Overlay] = {}  # per-key settings -> their hyperparameters
         state = opt._state
-        self.commit: tuple[dict[str, Any], dict[str, Any]] = (state.__dict__, {})
         self.updater = None if cls.options_per_step else self.updater_for(opt, state)
         # The class's own function when its scalars are in the rule's order (every class here):
         # one Python call fewer per update than the reordering wrapper.
@@ -260,13 +259,15 @@ class Optimizer:
             # The counters after this step, committed by the core in the same C call as the
             # params: a signal handler that raises (Ctrl-C) runs only once Python code runs again,
             # so it can never find the params updated and the step count behind.
-            commit = plan.commit  # (state.__dict__, the values it takes), made once per plan
-            commit[1]["steps"] = steps + 1
+            # A dict of its own per call: an update re-entered from user code during validation
+            # (a key's __eq__) commits its own step.
+            after: dict[str, Any] = {"steps": steps + 1}
             if plan.next_counters is not None:
-                commit[1]["counters"] = plan.next_counters(self, state)
+                after["counters"] = plan.next_counters(self, state)
             applied = updater.run(
-                params, grads, state.arrays, scalars, grad_scale, known_finite, per_key, commit
-            )
+                params, grads, state.arrays, scalars, grad_scale, known_finite, per_key,
+                (state.__dict__, after),
+            )  # fmt: skip
         except BaseException:
             if schedule is not None and state.steps == steps:  # not made: the rate goes back
                 _LR.show(self, shown)
@@ -322,7 +323,8 @@ class Optimizer:
         given as lr is not data: it is left out (re-create the optimizer with it; the step count in
         "counters" makes it resume at the right step).
         """
-        return state_dict(self)
+        with self._lock:  # not while an update of another thread is half way through
+            return state_dict(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what state_dict() returned. Validates everything first; on error nothing changes.
@@ -334,7 +336,8 @@ class Optimizer:
             assignment would make, or a state array is not a float32/float64 ndarray, or the
             arrays of one key disagree in shape or dtype.
         """
-        load_state_dict(self, state)
+        with self._lock:
+            load_state_dict(self, state)
 
     def __getstate__(self) -> dict[str, Any]:
         # copy.deepcopy and pickle: a lock cannot be copied, nor can the core's Updaters; a copy

@@ -108,8 +108,11 @@ class EMA:
             converted = self._swappable(key, value)
             if converted is not None:
                 scalars[key] = converted
+        tied = _tied_keys(params)
         # Everything is checked: from here on nothing can fail.
         for key, value in params.items():
+            if key in tied:  # its array was swapped under an earlier key: twice would undo it
+                continue
             average = self.shadow[key]
             if isinstance(value, np.ndarray):
                 held = value.copy()
@@ -170,3 +173,42 @@ class EMA:
                 raise ValueError(f"shadow[{key!r}] must be a float32/float64 array")
         self.decay, self.updates = decay, int(state["updates"])
         self.shadow = {key: np.array(value, copy=True) for key, value in shadow.items()}
+
+
+def _tied_keys(params: Params) -> set[Hashable]:
+    """The keys whose param is the very array (the same memory, shape and strides) of an earlier
+    key's: tied weights, swapped once. A param that shares only part of another's memory cannot be
+    swapped meaningfully: ValueError naming both keys."""
+    spans = []
+    for order, (key, value) in enumerate(params.items()):
+        if isinstance(value, np.ndarray) and value.size:
+            low, high = _byte_bounds(value)
+            spans.append((low, high, order, key, value))
+    spans.sort(key=lambda span: (span[0], span[2]))
+    tied: set[Hashable] = set()
+    reach = None  # the span reaching furthest so far
+    for span in spans:
+        if reach is not None and span[0] < reach[1]:
+            same = span[:2] == reach[:2] and (span[4].shape, span[4].strides, span[4].dtype) == (
+                reach[4].shape,
+                reach[4].strides,
+                reach[4].dtype,
+            )
+            if not same:
+                raise ValueError(
+                    f"params[{reach[3]!r}] and params[{span[3]!r}] share part of their memory: "
+                    "their averages cannot both be swapped in"
+                )
+            tied.add(span[3] if span[2] > reach[2] else reach[3])
+        if reach is None or span[1] > reach[1]:
+            reach = span
+    return tied
+
+
+def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
+    try:
+        from numpy.lib.array_utils import byte_bounds  # NumPy >= 2
+    except ImportError:  # pragma: no cover - NumPy 1.x
+        byte_bounds = getattr(np, "byte_bounds")  # noqa: B009 (gone from NumPy 2's namespace)
+    low, high = byte_bounds(array)
+    return int(low), int(high)

@@ -72,10 +72,10 @@ void run_plan(Scratch& scratch, const Plan& plan) {
 void write_back_scalars(PyObject* params, const Scratch& scratch) {
   for (const ScalarParam& scalar : scratch.scalar_params) {
     py::object result = py::reinterpret_borrow<py::array>(scalar.work)[py::tuple()];
-    // A dict subclass gets its own __setitem__, as it gave its own __getitem__ in planning.
-    const int failed = PyDict_CheckExact(params)
-                           ? PyDict_SetItem(params, scalar.key, result.ptr())
-                           : PyObject_SetItem(params, scalar.key, result.ptr());
+    // Into the dict's own storage, for a subclass too: a subclass's __setitem__ is Python code
+    // that could raise (or let a signal handler run) after the kernels have written, leaving the
+    // update half done.
+    const int failed = PyDict_SetItem(params, scalar.key, result.ptr());
     if (failed != 0) throw py::error_already_set();
   }
 }
