@@ -300,3 +300,21 @@ def test_checkpoint_permissions_follow_the_umask_like_np_savez(umask, mode, tmp_
     assert (tmp_path / "c.npz").stat().st_mode & 0o777 == mode
     assert (tmp_path / "plain.npz").stat().st_mode & 0o777 == mode
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["c.npz", "plain.npz"]
+
+
+def test_a_scalar_param_saved_as_text_is_refused(tmp_path):
+    import json
+
+    opt = fastopt.SGD()
+    path = tmp_path / "ckpt.npz"
+    fastopt.save(path, opt, {"s": 1.0})
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    manifest = json.loads(str(arrays["__manifest__"]))
+    name = manifest["params"][0][1]
+    arrays[name] = np.array("not a number")
+    np.savez(path, **arrays)
+    params = {"s": 2.0}
+    with pytest.raises(fastopt.CheckpointError, match="'s'"):
+        fastopt.load(path, opt, params)
+    assert params == {"s": 2.0}

@@ -220,3 +220,11 @@ def test_a_bad_grad_beside_scalar_grads_changes_nothing():
     with pytest.raises(TypeError, match="'z'"):
         fastopt.clip_grad_value(grads, 1.0)
     assert grads == {"b": 3.0, "c": np.float32(4.0), "z": True} and type(grads["b"]) is float
+
+
+def test_a_grad_shared_by_two_keys_is_scaled_once():
+    shared = np.full(4, 3.0)
+    grads = {"embed": shared, "unembed": shared}
+    norm = fastopt.clip_grad_norm(grads, max_norm=1.0)
+    assert norm == pytest.approx(np.sqrt(8 * 9.0))  # both keys count in the norm, as in update()
+    assert np.allclose(shared, 3.0 * 1.0 / (norm + 1e-6))  # scaled once, not twice

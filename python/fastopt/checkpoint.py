@@ -264,7 +264,7 @@ def _check_params(
                     f"param {key!r} is read-only: load restores params in place, so they must "
                     "be writeable"
                 )
-        elif saved.shape != ():
+        elif saved.shape != () or saved.dtype.kind not in "fiu":
             raise CheckpointError(
                 f"param {key!r} is a scalar here but {saved.dtype}{saved.shape} in {path}"
             )

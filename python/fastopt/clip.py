@@ -110,7 +110,9 @@ def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = 
         return norm
     scale = max_norm / (norm + 1e-6)
     if scale < 1.0:
-        for value in arrays.values():
+        # Each array once: a grad shared by two keys (tied weights) is one gradient in memory,
+        # and the fused max_grad_norm path scales each key's reads once too.
+        for value in {id(value): value for value in arrays.values()}.values():
             np.multiply(value, scale, out=value)
         for key, value in scalars.items():
             grads[key] = np.float64(value) * scale
