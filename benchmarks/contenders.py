@@ -151,6 +151,16 @@ def contenders(shapes, dtype, optimizer: str, peers: bool = True) -> dict[str, S
     return {name: step for name, step in found.items() if step is not None}
 
 
+def with_threads(step: Step, count: int) -> Step:
+    """`step` run with `count` threads in fastopt and in torch alike."""
+
+    def run() -> None:
+        with threads(count):
+            step()
+
+    return run
+
+
 class threads:
     """Use `count` threads in fastopt and torch for a block."""
 

@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import contenders as cs  # noqa: E402
 import fastopt  # noqa: E402
+import loop  # noqa: E402
 from harness import interleaved  # noqa: E402
 from report import Table, machine, plot_sweep, write_json  # noqa: E402
 
@@ -28,16 +29,6 @@ TWO_LAYER_NET = [(784, 50), (50,), (50, 10), (10,)]
 MULTI_LAYER_NET_EXTEND = (
     [(784, 100), (100,)] + [(100, 100), (100,)] * 4 + [(100, 10), (10,)] + [(100,)] * 10
 )
-
-
-def with_threads(step, count):
-    """`step` run with `count` threads in fastopt and in torch alike."""
-
-    def run() -> None:
-        with cs.threads(count):
-            step()
-
-    return run
 
 
 def versus_peers(t) -> dict:
@@ -64,7 +55,7 @@ def large_arrays(repeats: int, size: int) -> Table:
     )
     found = cs.contenders(shapes, dtype, "Adam")
     reference = found.pop("reference")
-    runs = {f"{n}@{c}": with_threads(step, c) for c in (1, 2) for n, step in found.items()}
+    runs = {f"{n}@{c}": cs.with_threads(step, c) for c in (1, 2) for n, step in found.items()}
     t = interleaved(runs, repeats)
     t_ref = interleaved({"fastopt@1": runs["fastopt@1"], "reference": reference}, 7)
     moved = cs.traffic_bytes(shapes, dtype, "Adam")
@@ -265,7 +256,7 @@ def main(argv=None) -> int:
         "--only",
         nargs="*",
         help="run only these sections",
-        choices=["large", "networks", "overhead", "every", "optim", "nonfinite", "sweep"],
+        choices=["loop", "large", "networks", "overhead", "every", "optim", "nonfinite", "sweep"],
     )
     args = parser.parse_args(argv)
     if args.repeats < 7 and not args.quick:
@@ -282,6 +273,10 @@ def main(argv=None) -> int:
     large = 1 << (20 if args.quick else 24)
     exponents = list(range(10, 17 if args.quick else 25, 2))
     sections = {
+        # First: what a user of the book sees, the step inside a training loop.
+        "loop": lambda: loop.training_loop(3 if args.quick else 7, args.quick),
+        "loop_large": lambda: loop.large_in_company(5 if args.quick else 15, large),
+        # Then the microbenchmarks: back-to-back calls, the best case for caches and threads.
         "large": lambda: large_arrays(max(args.repeats, 15), large),
         "networks": lambda: networks(args.repeats),
         "overhead": lambda: call_overhead(args.repeats),
@@ -291,7 +286,7 @@ def main(argv=None) -> int:
     }
     tables, points = [], []
     for name, section in sections.items():
-        if not args.only or name in args.only:
+        if not args.only or name.split("_")[0] in args.only:
             tables.append(section())
             tables[-1].print()
     if not args.only or "sweep" in args.only:

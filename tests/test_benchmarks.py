@@ -50,3 +50,54 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
     assert t.ratio("b", "a") == 2.0
     assert t.ratio("b", "missing") is None
     assert t["a"] == 10.0
+
+
+def test_loop_section_trains_the_networks_and_prints_its_tables(tmp_path):
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--only",
+            "loop",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "In a training loop" in done.stdout and "Large arrays in company" in done.stdout
+    loop, company = json.loads((tmp_path / "benchmark.json").read_text())["tables"]
+    networks = {row["network"] for row in loop["rows"]}
+    assert networks == {"TwoLayerNet", "MultiLayerNetExtend", "digits (demo)", "wide MLP"}
+    for row in loop["rows"]:
+        assert 0 < row["share"] < 1, row  # the step is a part of the iteration, not all of it
+        assert row["step_us_1"] > 0 and row["N_vs_1"] > 0 and row["x_book"] > 0, row
+        assert row["epoch_s"] > 0 and row["book_epoch_s"] > 0, row
+    assert [row["threads"] for row in company["rows"]][0] == 1
+    assert all(row["pct_of_ceiling"] > 0 for row in company["rows"])
+
+
+def test_the_networks_gradients_are_their_losses_derivatives():
+    """Central differences on a small network with batch norm: the loop trains for real."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import numpy as np
+    from networks import Net, loss_and_grads
+
+    net = Net("check", (5, 4, 3, 3), batch=6, batchnorm=True)
+    params = net.params(seed=0)
+    params["b1"] += 0.1
+    params["beta2"] += 0.2
+    x, y = net.data(seed=1, batches=1)[0]
+    _, grads = loss_and_grads(net, params, x, y)
+    for key, value in params.items():
+        for index in np.ndindex(value.shape):
+            old = value[index]
+            value[index] = old + 1e-6
+            up = loss_and_grads(net, params, x, y)[0]
+            value[index] = old - 1e-6
+            down = loss_and_grads(net, params, x, y)[0]
+            value[index] = old
+            assert abs((up - down) / 2e-6 - grads[key][index]) < 1e-6, (key, index)

@@ -21,6 +21,15 @@ from fastopt import reference
 SHAPES = [(2_000_003,), (517, 263), (7,), (), (65_537,), (3,)]
 
 
+@pytest.fixture(autouse=True)
+def always_share():
+    """Every job of 2+ threads is shared, so that helpers really compute chunks here: left to
+    itself the pool shares only while sharing has been paying (test_pool.py)."""
+    fastopt._core._force_sharing(1)
+    yield
+    fastopt._core._force_sharing(-1)
+
+
 def run(name, threads, dtype, steps=3, **options):
     rng = np.random.default_rng(11)
     params = {i: rng.standard_normal(s).astype(dtype) for i, s in enumerate(SHAPES)}

@@ -9,12 +9,14 @@ variable ``FASTOPT_SIMD`` to ``baseline``, ``avx2`` or ``avx512`` before importi
 bit-identical results.
 
 Large updates run on a persistent thread pool: ``set_num_threads``, ``get_num_threads`` and the
-context manager ``num_threads`` control it. The default is every core this process may use.
+context manager ``num_threads`` control it, and so does threadpoolctl when it is installed
+(``threadpool_limits(1)``; ``threadpool_info()`` lists it with user_api "fastopt"). The default is
+every core this process may use.
 """
 
 from __future__ import annotations
 
-from . import init, optim, schedules
+from . import _threadpoolctl, init, optim, schedules
 from ._core import available_simd_levels, simd_level
 from ._per_key import where
 from ._threads import get_num_threads, num_threads, set_num_threads
@@ -56,3 +58,5 @@ __all__ = [
     "num_threads",
 ]
 __version__ = "0.1.0"
+
+_threadpoolctl.register()

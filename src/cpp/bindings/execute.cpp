@@ -56,17 +56,27 @@ void run_converting_in_order(Scratch& scratch, const Plan& plan, const Aliasing&
 }  // namespace
 
 void run_plan(Scratch& scratch, const Plan& plan) {
-  int threads = runtime::threads_for(plan.work_ns, runtime::num_threads());
-  // Only asked when more than one thread would run (jobs of 40 us or more) or some grad was
-  // converted (a copy, the slow path): the common case pays nothing for it.
-  if (threads > 1 || !scratch.converted_grads.empty()) {
-    const Aliasing aliasing = find_aliasing(scratch, threads > 1);
+  const int wanted = runtime::threads_for(plan.work_ns, runtime::num_threads());
+  bool in_order = false;
+  // A converted grad (a copy, the slow path) may be deferred to its key's turn: then no Job, since
+  // converting runs Python code.
+  if (!scratch.converted_grads.empty()) {
+    const Aliasing aliasing = find_aliasing(scratch, wanted > 1);
     if (!aliasing.deferred.empty()) return run_converting_in_order(scratch, plan, aliasing);
-    if (aliasing.in_order) threads = 1;
+    in_order = aliasing.in_order;
   }
-  const bool large = plan.work_ns >= runtime::kLargeJobNs;
-  run_released_if_large(plan.work_ns,
-                        [&] { runtime::run_tasks(scratch.tasks, plan.total, threads, large); });
+  // The pool decides first how many threads really run: when the job will run alone, it takes
+  // the one-thread path, paying nothing for the checks that only several threads need.
+  runtime::Job job(in_order ? 1 : wanted, plan.work_ns);
+  if (job.threads() > 1 && scratch.converted_grads.empty())
+    in_order = find_aliasing(scratch, true).in_order;
+  run_released_if_large(plan.work_ns, [&] {
+    if (in_order) {
+      for (const runtime::Task& task : scratch.tasks) task.fn(task.scalars, task.ops, 0, task.size);
+    } else {
+      runtime::run_tasks(scratch.tasks, plan.total, job);
+    }
+  });
 }
 
 void write_back_scalars(PyObject* params, const Scratch& scratch) {

@@ -60,10 +60,10 @@ double sum_of_squares(py::sequence arrays) {
     };
     // ~0.3 ns an element (a read and a multiply-add in double); from the real element count:
     // counting every chunk as full woke a helper thread for 22 arrays of 8 elements (3 us, not 1).
-    const int threads =
-        runtime::threads_for(static_cast<double>(elements) * 0.3, runtime::num_threads());
+    const double work_ns = static_cast<double>(elements) * 0.3;
+    const int threads = runtime::threads_for(work_ns, runtime::num_threads());
     runtime::parallel_for(static_cast<std::int64_t>(chunks.size()), threads,
-                          runtime::ChunkFn(run_chunk), false);
+                          runtime::ChunkFn(run_chunk), work_ns);
   });
   double total = 0;
   for (const double sum : sums) total = total + sum;  // in order: the same bits every time

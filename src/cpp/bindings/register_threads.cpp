@@ -8,7 +8,20 @@
 #include <vector>
 
 #include "runtime/executor.hpp"
+#include "runtime/sharing_policy.hpp"
 #include "runtime/thread_pool.hpp"
+
+// The thread count as plain C symbols, for threadpoolctl: it finds a library's thread pool by
+// looking up such symbols in the loaded shared object (python/fastopt/_threadpoolctl.py). The
+// rest of the module keeps hidden visibility.
+extern "C" {
+__attribute__((visibility("default"))) int fastopt_get_num_threads(void) {
+  return fastopt::runtime::num_threads();
+}
+__attribute__((visibility("default"))) void fastopt_set_num_threads(int threads) {
+  fastopt::runtime::set_num_threads(threads);  // clamps to >= 1
+}
+}
 
 namespace fastopt::bindings {
 
@@ -47,6 +60,23 @@ void register_threads(py::module_& m) {
         "Testing aid: (chunk size, [(chunk, task, from, to)]) for tasks of these sizes.");
   m.def("_chunks_run_by_helpers", &runtime::chunks_run_by_helpers,
         "Testing aid: chunks run by helper threads since the process started.");
+  m.def("_force_sharing", &runtime::force_sharing, py::arg("mode"),
+        "Testing aid: 1 shares every job of 2+ threads, 0 none, -1 lets the pool's policy decide.");
+  m.def(
+      "_sharing_decisions",
+      [](const std::vector<std::tuple<double, double, double>>& jobs) {
+        runtime::SharingPolicy policy;
+        std::vector<bool> decisions;
+        for (const auto& [work_ns, shared_seconds, alone_seconds] : jobs) {
+          const bool shared = policy.share(work_ns);
+          policy.record(work_ns, shared, shared ? shared_seconds : alone_seconds);
+          decisions.push_back(shared);
+        }
+        return decisions;
+      },
+      py::arg("jobs"),
+      "Testing aid: a fresh sharing policy's decisions for jobs (work_ns, seconds if shared, "
+      "seconds if alone), each recorded as the policy chose to run it.");
   m.def("available_cores", &runtime::available_cores,
         "The number of cores this process may run on (its CPU affinity).");
 }

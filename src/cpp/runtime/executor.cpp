@@ -39,7 +39,8 @@ std::int64_t chunk_size(std::int64_t total, int threads) {
   return (chunk + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum;
 }
 
-void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, bool large) {
+void run_tasks(const std::vector<Task>& tasks, std::int64_t total, Job& job) {
+  const int threads = job.threads();
   if (threads <= 1) {
     for (const Task& task : tasks) task.fn(task.scalars, task.ops, 0, task.size);
     return;
@@ -54,7 +55,12 @@ void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, 
       task.fn(task.scalars, task.ops, piece.from, piece.to);
     });
   };
-  parallel_for(num_chunks, threads, ChunkFn(run_chunk), large);
+  job.run(num_chunks, ChunkFn(run_chunk));
+}
+
+void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, double work_ns) {
+  Job job(threads, work_ns);
+  run_tasks(tasks, total, job);
 }
 
 }  // namespace fastopt::runtime

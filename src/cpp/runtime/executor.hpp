@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/table.hpp"
+#include "runtime/thread_pool.hpp"
 
 namespace fastopt::runtime {
 
@@ -34,9 +35,6 @@ double ns_per_read(Dtype dtype);
 // joins within a microsecond or two and a chunk hand-off costs about as much; 20 us keeps that
 // overhead near 10%.
 inline constexpr double kGrainNs = 20e3;
-// From this much work an update wakes sleeping workers even when it is not one of a run of
-// back-to-back calls: waking costs ~0.1 ms on a VM (the caller's futex wake, the worker's start).
-inline constexpr double kLargeJobNs = 250e3;
 
 // How many threads an update of `work_ns` nanoseconds uses, given the thread count setting.
 int threads_for(double work_ns, int num_threads);
@@ -55,8 +53,10 @@ template <class Visit>
 void pieces_of_chunk(const std::vector<std::int64_t>& starts, std::int64_t total,
                      std::int64_t chunk, std::int64_t c, Visit&& visit);
 
-// Runs every task over its whole size on up to `threads` threads; `large` as in parallel_for.
-void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, bool large);
+// Runs every task over its whole size on the job's threads: whole and in order when it has one.
+void run_tasks(const std::vector<Task>& tasks, std::int64_t total, Job& job);
+// The same in a Job of its own (see Job for `threads` and `work_ns`).
+void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, double work_ns);
 
 // starts[t] is where task t begins in the concatenation of all tasks (starts.back() == total).
 template <class Visit>

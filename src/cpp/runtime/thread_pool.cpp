@@ -14,34 +14,48 @@
 #include <thread>
 #include <vector>
 
+#include "runtime/sharing_policy.hpp"
+
 namespace fastopt::runtime {
 namespace {
 
 std::atomic<std::int64_t> g_helper_chunks{0};
+std::atomic<int> g_forced_sharing{-1};  // -1: the policy decides; 0: never share; 1: always
 
 class Pool {
  public:
-  void run(std::int64_t num_chunks, int threads, ChunkFn fn, bool large) {
-    std::unique_lock<std::mutex> submit(submit_, std::try_to_lock);
-    if (!submit.owns_lock()) {  // another caller has the pool: do the work here
-      for (std::int64_t c = 0; c < num_chunks; ++c) fn(c);
-      return;
-    }
-    // Waking a sleeping worker costs the CALLER 5 to 65 us here (the futex wake becomes an IPI
-    // to a halted vCPU), and the worker another 50 us or so to arrive: more than a medium job
-    // gains. So sleeping workers are woken only for large jobs, or when calls come back to back,
-    // where the pool then stays awake (see spin_for_job). Results do not depend on it.
-    // last_call_ is guarded by submit_.
-    const auto now = std::chrono::steady_clock::now();
+  // Claims the pool for one job; false if another job holds it. An atomic flag, not a mutex: a
+  // thread that somehow re-entered while holding it just runs alone (try_lock on a std::mutex the
+  // thread already owns is undefined behaviour).
+  bool try_hold() {
+    bool expected = false;
+    return held_.compare_exchange_strong(expected, true, std::memory_order_acquire);
+  }
+  void release() { held_.store(false, std::memory_order_release); }
+
+  // How many helpers a job of `work_ns` wanting `threads` threads gets; the caller holds the pool.
+  // Waking a sleeping worker costs the CALLER 5 to 65 us here (the futex wake becomes an IPI to a
+  // halted vCPU), and the worker another 50 us or so to arrive: more than a medium job gains. So
+  // sleeping workers are woken only for large jobs, or when calls come back to back, where the
+  // pool then stays awake (see spin_for_job). Even then a job is shared only while sharing jobs of
+  // its size has been paying (sharing_policy.hpp): in company, it often does not.
+  int claim(int threads, double work_ns, std::chrono::steady_clock::time_point now) {
     const bool back_to_back = now - last_call_ < std::chrono::microseconds(200);
-    last_call_ = now;
     const bool awake = sleepers_.load() < static_cast<int>(workers_.size());
-    const int helpers = large || back_to_back || awake ? start_workers(threads - 1) : 0;
-    if (helpers == 0) {
-      for (std::int64_t c = 0; c < num_chunks; ++c) fn(c);
-      last_call_ = std::chrono::steady_clock::now();
-      return;
-    }
+    const bool may_wake = work_ns >= kLargeJobNs || back_to_back || awake;
+    const int forced = g_forced_sharing.load(std::memory_order_relaxed);
+    const bool share = forced < 0 ? may_wake && policy_.share(work_ns) : forced == 1;
+    return share ? start_workers(threads - 1) : 0;
+  }
+
+  // What the job took, for the policy; the caller holds the pool.
+  void finish(double work_ns, bool shared, std::chrono::steady_clock::time_point start) {
+    last_call_ = std::chrono::steady_clock::now();
+    policy_.record(work_ns, shared, std::chrono::duration<double>(last_call_ - start).count());
+  }
+
+  // Runs fn over the chunks with `helpers` helpers; the caller holds the pool.
+  void run(std::int64_t num_chunks, int helpers, ChunkFn fn) {
     bool sleeping;
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -70,7 +84,6 @@ class Pool {
     }
     done_.wait(lock, [&] { return joined_ == 0; });
     job_ = nullptr;
-    last_call_ = std::chrono::steady_clock::now();
   }
 
  private:
@@ -147,14 +160,15 @@ class Pool {
     }
   }
 
-  std::mutex submit_;  // one job at a time
-  std::mutex mutex_;   // guards everything below but next_
+  std::atomic<bool> held_{false};  // one job at a time: held by its Job
+  std::mutex mutex_;               // guards everything below but next_
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
   std::atomic<std::uint64_t> generation_{0};  // written under mutex_, polled without it
   std::atomic<int> sleepers_{0};              // workers blocked on wake_
-  // When the last call that could use threads ended (submit_ holds it); read by the next call.
+  // When the last call that could use threads ended (guarded by held_); read by the next call.
   std::chrono::steady_clock::time_point last_call_{};
+  SharingPolicy policy_;
   const ChunkFn* job_ = nullptr;
   std::int64_t num_chunks_ = 0;
   int participants_ = 0;
@@ -209,18 +223,43 @@ int available_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+void force_sharing(int mode) { g_forced_sharing.store(mode < 0 ? -1 : mode > 0 ? 1 : 0); }
+
 std::int64_t chunks_run_by_helpers() { return g_helper_chunks.load(std::memory_order_relaxed); }
 
 int num_threads() { return g_threads.load(std::memory_order_relaxed); }
 
 void set_num_threads(int threads) { g_threads.store(std::max(1, threads)); }
 
-void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, bool large) {
-  if (threads <= 1 || num_chunks <= 1) {
+Job::Job(int threads, double work_ns) : work_ns_(work_ns) {
+  if (threads <= 1) return;
+  Pool& p = pool();
+  if (!p.try_hold()) return;  // another job has the pool: this one runs alone
+  pool_ = &p;
+  start_ = std::chrono::steady_clock::now();
+  helpers_ = p.claim(threads, work_ns, start_);
+}
+
+Job::~Job() {
+  if (pool_ == nullptr) return;
+  Pool& p = *static_cast<Pool*>(pool_);
+  p.finish(work_ns_, shared_, start_);
+  p.release();
+}
+
+void Job::run(std::int64_t num_chunks, ChunkFn fn) {
+  if (helpers_ == 0 || num_chunks <= 1) {
     for (std::int64_t c = 0; c < num_chunks; ++c) fn(c);
     return;
   }
-  pool().run(num_chunks, static_cast<int>(std::min<std::int64_t>(threads, num_chunks)), fn, large);
+  shared_ = true;
+  const auto helpers = std::min<std::int64_t>(helpers_, num_chunks - 1);
+  static_cast<Pool*>(pool_)->run(num_chunks, static_cast<int>(helpers), fn);
+}
+
+void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, double work_ns) {
+  Job job(static_cast<int>(std::min<std::int64_t>(threads, num_chunks)), work_ns);
+  job.run(num_chunks, fn);
 }
 
 }  // namespace fastopt::runtime

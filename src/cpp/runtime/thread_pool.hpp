@@ -5,6 +5,7 @@
 // the memory bandwidth that these kernels live on).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 
 namespace fastopt::runtime {
@@ -31,16 +32,53 @@ int available_cores();
 int num_threads();
 void set_num_threads(int threads);
 
-// Runs fn(c) for every chunk c in [0, num_chunks) on up to `threads` threads, the calling thread
-// being one of them, and returns when all are done. Chunks are handed out dynamically, so a thread
-// slowed by the rest of the machine takes fewer. When another thread is already using the pool,
-// the caller runs every chunk itself: never a deadlock, never a wait for another caller's work.
-// Sleeping workers are woken only for a `large` job or for calls that come back to back; otherwise
-// the caller runs the chunks itself (waking a thread would cost more than it saves).
-void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, bool large = true);
+// From this much work (nanoseconds on one thread) a job wakes sleeping workers even when it is not
+// one of a run of back-to-back calls: waking costs ~0.1 ms on a VM (the caller's futex wake, the
+// worker's start).
+inline constexpr double kLargeJobNs = 250e3;
+
+// One job's claim on the pool, from its construction to its destruction. It decides at once how
+// many threads the job will really use, so that a job that will run alone can take the plain
+// one-thread path from the start (measured: the chunked path and the checks that only several
+// threads need cost ~5% of a cold 120k-element update). Only one job holds the pool at a time;
+// a job made while another holds it runs alone: never a deadlock, never a wait for another
+// caller's work. Sleeping workers are woken only for a job of kLargeJobNs or more, or for calls
+// that come back to back (waking a thread would cost more than it saves), and a job is shared
+// only while sharing jobs of its size has been faster than running them alone
+// (sharing_policy.hpp). Results never depend on any of it.
+class Job {
+ public:
+  // `threads`: the most the job may use; `work_ns`: its estimated time on one thread.
+  Job(int threads, double work_ns);
+  ~Job();
+  Job(const Job&) = delete;
+  Job& operator=(const Job&) = delete;
+
+  // 1 when the job runs on the caller alone.
+  int threads() const { return 1 + helpers_; }
+
+  // Runs fn(c) for every chunk c in [0, num_chunks) on up to threads() threads, the calling thread
+  // being one of them, and returns when all are done. Chunks are handed out dynamically, so a
+  // thread slowed by the rest of the machine takes fewer. Call it at most once.
+  void run(std::int64_t num_chunks, ChunkFn fn);
+
+ private:
+  void* pool_ = nullptr;  // the pool, while this job holds it
+  int helpers_ = 0;
+  bool shared_ = false;
+  double work_ns_;
+  std::chrono::steady_clock::time_point start_{};
+};
+
+// A Job of min(threads, num_chunks) threads running fn over the chunks.
+void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, double work_ns);
 
 // How many chunks helper threads (not callers) have run since the process started: lets the tests
 // check that work really was shared, since whether a helper joins depends on timing.
 std::int64_t chunks_run_by_helpers();
+
+// Testing aid: 1 makes every job of two or more threads shared (so that the tests of bit-identical
+// results really split work between threads), 0 none, -1 (the default) lets the policy decide.
+void force_sharing(int mode);
 
 }  // namespace fastopt::runtime

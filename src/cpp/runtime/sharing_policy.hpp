@@ -1,0 +1,84 @@
+// Whether sharing a job with the pool's helpers pays, learned from the wall times of recent jobs.
+//
+// Why learn it: in a training loop the other cores are rarely free. OpenBLAS (NumPy's BLAS) keeps
+// a thread busy-waiting on each core it used for up to ~0.1 s after every BLAS call, without a
+// syscall, so through a whole forward and backward pass it holds the second core; libgomp
+// (PyTorch's OpenMP) spins likewise after each parallel region. A helper woken then either shares
+// the caller's core (the kernel's wake-affine placement puts it there when no core is idle) or
+// fights the spinner for the other one: measured here, a 5.8M-element Adam step took 1.10x as
+// long with 2 threads as with 1, inside a NumPy training loop, and 0.78x once OpenBLAS was told to
+// sleep (OPENBLAS_THREAD_TIMEOUT=4). Nothing a process can read cheaply says which case it is in;
+// the time a job takes does. Results never depend on the choice: only who computes which chunk.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+namespace fastopt::runtime {
+
+// The evidence is pairs of neighbouring jobs of one size class, one shared and one alone: their
+// ratio, since over a few jobs' time the machine's drift (up to 2x here, +-20% from job to job in
+// company) hits both alike; the same reason the benchmarks take medians of per-round ratios.
+class SharingPolicy {
+ public:
+  // The latest pair ratios kept per size class; their median decides.
+  static constexpr int kPairs = 7;
+  // Once that many pairs are in, every this many decisions the other path is taken once (giving
+  // two new pairs, with the jobs before and after it), so that the choice follows the machine when
+  // the company changes: the loop ends, another pool goes to sleep. Costs at most 1/8 of the gap
+  // between the two paths.
+  static constexpr std::uint32_t kProbeEvery = 8;
+
+  // Whether a job of about `work_ns` nanoseconds of single-thread work should be shared.
+  bool share(double work_ns) {
+    Bucket& b = bucket(work_ns);
+    // Learning: alternate, starting with sharing (as before any learning).
+    if (b.count < kPairs) return !(b.has_last && b.last_shared);
+    const bool better = median_ratio(b) < 1.0;
+    return ++b.decisions % kProbeEvery == 0 ? !better : better;
+  }
+
+  // What a job of `work_ns` took, run `shared` or alone.
+  void record(double work_ns, bool shared, double seconds) {
+    if (!(work_ns > 0) || !(seconds > 0)) return;
+    Bucket& b = bucket(work_ns);
+    const double cost = seconds * 1e9 / work_ns;  // wall time per unit of estimated work
+    if (b.has_last && b.last_shared != shared) {
+      b.ratios[b.next] = shared ? cost / b.last_cost : b.last_cost / cost;  // shared / alone
+      b.next = (b.next + 1) % kPairs;
+      if (b.count < kPairs) ++b.count;
+    }
+    b.has_last = true;
+    b.last_shared = shared;
+    b.last_cost = cost;
+  }
+
+ private:
+  // Jobs within a factor of two of each other share a size class: a step of a large model and a
+  // gradient-norm pass of a small one do not mix their evidence.
+  struct Bucket {
+    double ratios[kPairs] = {};
+    int count = 0, next = 0;
+    bool has_last = false, last_shared = false;
+    double last_cost = 0;
+    std::uint32_t decisions = 0;
+  };
+  static constexpr int kBuckets = 64;
+
+  static double median_ratio(const Bucket& b) {
+    double sorted[kPairs];
+    std::copy(b.ratios, b.ratios + kPairs, sorted);
+    std::sort(sorted, sorted + kPairs);
+    return sorted[kPairs / 2];
+  }
+
+  Bucket& bucket(double work_ns) {
+    const int exponent = work_ns >= 1 ? std::ilogb(work_ns) : 0;
+    return buckets_[exponent < kBuckets ? exponent : kBuckets - 1];
+  }
+
+  Bucket buckets_[kBuckets];
+};
+
+}  // namespace fastopt::runtime
