@@ -173,7 +173,9 @@ def training_loop(rounds: int, quick: bool) -> Table:
         f"default threads), fastopt on 1 and {threads} threads",
         "Measured in the loop, contenders taking turns. N_vs_1 = time on N threads / on 1 "
         "(target <= 1.05). x_book, x_torch_*: their step time / fastopt@N's. pct_ceiling: the "
-        "memory-traffic probe's step time / fastopt@N's, in the same loop. share: fastopt's step / "
+        "memory-traffic probe's step time / fastopt@N's, in the same loop; x_book_bound: the "
+        "book's step / the probe's, the most any step that moves these bytes could gain here. "
+        "share: fastopt's step / "
         "its whole iteration. epoch_s: iteration time x batches per epoch (MNIST: 600 of 100).",
     )
     for net in NETS:
@@ -189,6 +191,7 @@ def training_loop(rounds: int, quick: bool) -> Table:
                 N_vs_1=_median_ratio(s, n, "fastopt@1"),
                 book_us=med["book"][0] * 1e6,
                 x_book=_median_ratio(s, "book", n),
+                x_book_bound=_median_ratio(s, "book", "ceiling"),
                 pct_ceiling=100 * (_median_ratio(s, "ceiling", n) or 0),
                 x_torch_fused=_median_ratio(s, "torch fused", n),
                 x_torch_foreach=_median_ratio(s, "torch foreach", n),

@@ -14,7 +14,9 @@ import fastopt
 import pytest
 
 WORK = 3e6  # ns: one size class
-PAIRS, PROBE_EVERY = 7, 8
+PAIRS = 7
+# Probes of the other path come after 8, 16, 32, 64, 64, ... decisions while the evidence agrees.
+PROBES_IN_192 = 5  # at decisions 8, 24, 56, 120 and 184 after learning
 
 
 def jobs(shared_over_alone, count=200, drift=1.0, work=WORK):
@@ -37,26 +39,27 @@ def test_learning_alternates_and_starts_by_sharing():
 @pytest.mark.parametrize("drift", [1.0, 2.0, 0.5])
 def test_sharing_that_costs_more_stops_but_for_probes(drift):
     decisions = decide(jobs(1.15, drift=drift))[PAIRS + 1 :]
-    assert sum(decisions) == len(decisions) // PROBE_EVERY
+    assert sum(decisions) == PROBES_IN_192
 
 
 @pytest.mark.parametrize("drift", [1.0, 2.0, 0.5])
 def test_sharing_that_pays_goes_on_but_for_probes(drift):
     decisions = decide(jobs(0.8, drift=drift))[PAIRS + 1 :]
-    assert len(decisions) - sum(decisions) == len(decisions) // PROBE_EVERY
+    assert len(decisions) - sum(decisions) == PROBES_IN_192
 
 
 def test_the_choice_follows_the_machine_when_it_changes():
-    # Sharing paid (back-to-back calls), then another pool starts spinning on the cores.
-    later = decide(jobs(0.8) + jobs(1.3, count=100))[-40:]
-    assert sum(later) == 40 // PROBE_EVERY
+    # Sharing paid (back-to-back calls), then another pool starts spinning on the cores: within
+    # the longest probe interval and a few short ones, the pool runs jobs alone.
+    later = decide(jobs(0.8) + jobs(1.3, count=160))[-64:]
+    assert sum(later) <= 2
 
 
 def test_size_classes_keep_their_own_evidence():
     small, large = jobs(1.3, count=120, work=3e6), jobs(0.7, count=120, work=300e6)
     decisions = decide([job for pair in zip(small, large) for job in pair])
-    assert sum(decisions[-80::2]) == 40 // PROBE_EVERY  # the small jobs: alone
-    assert 40 - sum(decisions[-79::2]) == 40 // PROBE_EVERY  # the large ones: shared
+    assert sum(decisions[-80::2]) <= 2  # the small jobs: alone
+    assert 40 - sum(decisions[-79::2]) <= 2  # the large ones: shared
 
 
 def test_nonsense_timings_are_ignored():

@@ -44,14 +44,16 @@ class Pool {
     const bool awake = sleepers_.load() < static_cast<int>(workers_.size());
     const bool may_wake = work_ns >= kLargeJobNs || back_to_back || awake;
     const int forced = g_forced_sharing.load(std::memory_order_relaxed);
-    const bool share = forced < 0 ? may_wake && policy_.share(work_ns) : forced == 1;
+    learning_ = forced < 0;  // a forced choice is no evidence for the policy
+    const bool share = learning_ ? may_wake && policy_.share(work_ns) : forced == 1;
     return share ? start_workers(threads - 1) : 0;
   }
 
   // What the job took, for the policy; the caller holds the pool.
   void finish(double work_ns, bool shared, std::chrono::steady_clock::time_point start) {
     last_call_ = std::chrono::steady_clock::now();
-    policy_.record(work_ns, shared, std::chrono::duration<double>(last_call_ - start).count());
+    if (learning_)
+      policy_.record(work_ns, shared, std::chrono::duration<double>(last_call_ - start).count());
   }
 
   // Runs fn over the chunks with `helpers` helpers; the caller holds the pool.
@@ -169,6 +171,7 @@ class Pool {
   // When the last call that could use threads ended (guarded by held_); read by the next call.
   std::chrono::steady_clock::time_point last_call_{};
   SharingPolicy policy_;
+  bool learning_ = true;  // the current job's timing goes to policy_
   const ChunkFn* job_ = nullptr;
   std::int64_t num_chunks_ = 0;
   int participants_ = 0;
