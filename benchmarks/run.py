@@ -176,7 +176,8 @@ def nonfinite(repeats: int, size: int) -> Table:
         "nonfinite='skip' (the check for inf and nan grads) against the default 'propagate'",
         "Back-to-back calls. Target: no second pass over the grads unless it is free. With "
         "max_grad_norm the norm's pass is the check (x_clip_skip ~ 1.00); without it, skip reads "
-        "the grads once more (x_skip > 1). torch: GradScaler's check-and-unscale pass, then the fused step.",
+        "the grads once more (x_skip > 1). torch: GradScaler's check-and-unscale pass, then the "
+        "fused step.",
     )
     cases = [
         ("Adam", [(size,)], np.float32, 1),
