@@ -36,6 +36,10 @@ def versus_peers(t) -> dict:
     return {
         "pct_of_ceiling": 100 / t.ratio("fastopt", "ceiling"),
         "x_reference": t.ratio("reference", "fastopt"),
+        # The reference's time / the memory-traffic probe's: the most any kernel that must move
+        # these bytes could gain over the reference here (SGD's, Momentum's and Nesterov's rules
+        # are all traffic, so fastopt's ratio meets this bound).
+        "x_reference_bound": t.ratio("reference", "ceiling"),
         "x_torch_fused": t.ratio("torch fused", "fastopt"),
         "x_torch_foreach": t.ratio("torch foreach", "fastopt"),
     }

@@ -67,7 +67,7 @@ void run_plan(Scratch& scratch, const Plan& plan) {
   }
   // The pool decides first how many threads really run: when the job will run alone, it takes
   // the one-thread path, paying nothing for the checks that only several threads need.
-  runtime::Job job(in_order ? 1 : wanted, plan.work_ns);
+  runtime::Job job(in_order ? 1 : wanted, plan.work_ns, plan.kernel);
   if (job.threads() > 1 && scratch.converted_grads.empty())
     in_order = find_aliasing(scratch, true).in_order;
   run_released_if_large(plan.work_ns, [&] {

@@ -61,7 +61,7 @@ std::int64_t first_nonfinite(const KernelTable& table, Scratch& scratch, bool on
   if (total == 0) return -1;
   const int threads = runtime::threads_for(work_ns, runtime::num_threads());
   run_released_if_large(work_ns, [&] {
-    runtime::run_tasks(scratch.checks, total, threads, work_ns);
+    runtime::run_tasks(scratch.checks, total, threads, work_ns, runtime::kJobNonfiniteCheck);
   });
   for (std::size_t t = 0; t < n; ++t) {
     if (scratch.found[t]) return static_cast<std::int64_t>(t);

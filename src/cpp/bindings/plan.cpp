@@ -268,7 +268,9 @@ Plan make_plan(const PlanRequest& request, Scratch& scratch) {
   }
   for (std::size_t i = 0; i < items.size(); i += 2)
     planner.add_key(items[i].ptr(), items[i + 1].ptr());
-  return planner.plan();
+  Plan plan = planner.plan();
+  plan.kernel = request.kernel;
+  return plan;
 }
 
 }  // namespace fastopt::bindings

@@ -33,6 +33,7 @@ struct Plan {
   std::int64_t total = 0;  // elements
   double work_ns = 0;      // estimated time on one thread
   bool converted = false;  // some grad was converted or copied here
+  int kernel = 0;          // the request's kernel: the kind of job, for the pool's policy
 };
 
 // Reads a tuple of per-step scalars into `out`; `expected` is the kernel's count.

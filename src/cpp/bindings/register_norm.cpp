@@ -63,7 +63,7 @@ double sum_of_squares(py::sequence arrays) {
     const double work_ns = static_cast<double>(elements) * 0.3;
     const int threads = runtime::threads_for(work_ns, runtime::num_threads());
     runtime::parallel_for(static_cast<std::int64_t>(chunks.size()), threads,
-                          runtime::ChunkFn(run_chunk), work_ns);
+                          runtime::ChunkFn(run_chunk), work_ns, runtime::kJobNorm);
   });
   double total = 0;
   for (const double sum : sums) total = total + sum;  // in order: the same bits every time

@@ -3,6 +3,7 @@
 #include <pybind11/stl.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -64,19 +65,19 @@ void register_threads(py::module_& m) {
         "Testing aid: 1 shares every job of 2+ threads, 0 none, -1 lets the pool's policy decide.");
   m.def(
       "_sharing_decisions",
-      [](const std::vector<std::tuple<double, double, double>>& jobs) {
-        runtime::SharingPolicy policy;
+      [](const std::vector<std::tuple<double, double, double, int>>& jobs) {
+        auto policy = std::make_unique<runtime::SharingPolicy>();
         std::vector<bool> decisions;
-        for (const auto& [work_ns, shared_seconds, alone_seconds] : jobs) {
-          const bool shared = policy.share(work_ns);
-          policy.record(work_ns, shared, shared ? shared_seconds : alone_seconds);
+        for (const auto& [work_ns, shared_seconds, alone_seconds, kind] : jobs) {
+          const bool shared = policy->share(work_ns, kind);
+          policy->record(work_ns, kind, shared, shared ? shared_seconds : alone_seconds);
           decisions.push_back(shared);
         }
         return decisions;
       },
       py::arg("jobs"),
       "Testing aid: a fresh sharing policy's decisions for jobs (work_ns, seconds if shared, "
-      "seconds if alone), each recorded as the policy chose to run it.");
+      "seconds if alone, kind), each recorded as the policy chose to run it.");
   m.def("available_cores", &runtime::available_cores,
         "The number of cores this process may run on (its CPU affinity).");
 }

@@ -17,6 +17,8 @@
 // which is cleared, with the GIL held, when run() returns or throws.
 #include "bindings/updater.hpp"
 
+#include <new>
+
 #include "bindings/active_level.hpp"
 #include "bindings/execute.hpp"
 #include "bindings/plan.hpp"
@@ -169,6 +171,8 @@ PyObject* run_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     error.restore();
   } catch (const py::builtin_exception& error) {
     error.set_error();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();  // MemoryError, as pybind11's own dispatcher would raise
   } catch (const std::exception& error) {
     PyErr_SetString(PyExc_RuntimeError, error.what());
   }

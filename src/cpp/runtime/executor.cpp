@@ -58,8 +58,9 @@ void run_tasks(const std::vector<Task>& tasks, std::int64_t total, Job& job) {
   job.run(num_chunks, ChunkFn(run_chunk));
 }
 
-void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, double work_ns) {
-  Job job(threads, work_ns);
+void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, double work_ns,
+               int kind) {
+  Job job(threads, work_ns, kind);
   run_tasks(tasks, total, job);
 }
 

@@ -55,8 +55,9 @@ void pieces_of_chunk(const std::vector<std::int64_t>& starts, std::int64_t total
 
 // Runs every task over its whole size on the job's threads: whole and in order when it has one.
 void run_tasks(const std::vector<Task>& tasks, std::int64_t total, Job& job);
-// The same in a Job of its own (see Job for `threads` and `work_ns`).
-void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, double work_ns);
+// The same in a Job of its own (see Job for `threads`, `work_ns` and `kind`).
+void run_tasks(const std::vector<Task>& tasks, std::int64_t total, int threads, double work_ns,
+               int kind);
 
 // starts[t] is where task t begins in the concatenation of all tasks (starts.back() == total).
 template <class Visit>

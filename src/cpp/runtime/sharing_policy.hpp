@@ -33,9 +33,10 @@ class SharingPolicy {
   static constexpr std::uint32_t kProbeFirst = 8;
   static constexpr std::uint32_t kProbeAtMost = 64;
 
-  // Whether a job of about `work_ns` nanoseconds of single-thread work should be shared.
-  bool share(double work_ns) {
-    Bucket& b = bucket(work_ns);
+  // Whether a job of kind `kind` (its kernel, or the norm, or the check) and about `work_ns`
+  // nanoseconds of single-thread work should be shared.
+  bool share(double work_ns, int kind) {
+    Bucket& b = bucket(work_ns, kind);
     // Learning: alternate, starting with sharing (as before any learning).
     if (b.count < kPairs) return !(b.has_last && b.last_shared);
     const bool better = median_ratio(b) < 1.0;
@@ -49,10 +50,10 @@ class SharingPolicy {
     return !better;
   }
 
-  // What a job of `work_ns` took, run `shared` or alone.
-  void record(double work_ns, bool shared, double seconds) {
+  // What a job of `work_ns` and `kind` took, run `shared` or alone.
+  void record(double work_ns, int kind, bool shared, double seconds) {
     if (!(work_ns > 0) || !(seconds > 0)) return;
-    Bucket& b = bucket(work_ns);
+    Bucket& b = bucket(work_ns, kind);
     const double cost = seconds * 1e9 / work_ns;  // wall time per unit of estimated work
     if (b.has_last && b.last_shared != shared) {
       const double ratio = shared ? cost / b.last_cost : b.last_cost / cost;  // shared / alone
@@ -67,9 +68,12 @@ class SharingPolicy {
   }
 
  private:
-  // Jobs within a factor of two of each other share a size class: a step of a large model and a
-  // gradient-norm pass of a small one do not mix their evidence.
+  // A size class is one kind of job within a factor of two of estimated work. Kinds are kept apart
+  // because the estimate's error differs between kernels (a norm pass took 2.95 ns per estimated
+  // ns, an SGD step 5.76): mixed, a clip-then-step loop paired "norm shared" with "step alone"
+  // and measured the kernels, not the sharing.
   struct Bucket {
+    std::int64_t key = -1;  // kind and size class; a bucket taken over by another key starts over
     double ratios[kPairs] = {};
     int count = 0, next = 0;
     bool has_last = false, last_shared = false;
@@ -77,7 +81,9 @@ class SharingPolicy {
     bool choice = true;  // the path the evidence favoured at the last decision
     std::uint32_t since_probe = 0, interval = kProbeFirst;
   };
-  static constexpr int kBuckets = 64;
+  // Direct-mapped: a process runs a handful of kinds and sizes; two that collide take turns
+  // (each relearning), they never mix their evidence.
+  static constexpr int kBuckets = 256;  // the hash below keeps the top 8 bits
 
   static double median_ratio(const Bucket& b) {
     double sorted[kPairs];
@@ -86,9 +92,13 @@ class SharingPolicy {
     return sorted[kPairs / 2];
   }
 
-  Bucket& bucket(double work_ns) {
-    const int exponent = work_ns >= 1 ? std::ilogb(work_ns) : 0;
-    return buckets_[exponent < kBuckets ? exponent : kBuckets - 1];
+  Bucket& bucket(double work_ns, int kind) {
+    const int exponent = work_ns >= 1 ? std::min(std::ilogb(work_ns), 63) : 0;
+    const std::int64_t key =
+        static_cast<std::int64_t>(static_cast<std::uint32_t>(kind)) * 64 + exponent;
+    Bucket& b = buckets_[static_cast<std::uint64_t>(key) * 0x9E3779B97F4A7C15ull >> 56];
+    if (b.key != key) b = Bucket{key};
+    return b;
   }
 
   Bucket buckets_[kBuckets];

@@ -39,37 +39,42 @@ class Pool {
   // sleeping workers are woken only for large jobs, or when calls come back to back, where the
   // pool then stays awake (see spin_for_job). Even then a job is shared only while sharing jobs of
   // its size has been paying (sharing_policy.hpp): in company, it often does not.
-  int claim(int threads, double work_ns, std::chrono::steady_clock::time_point now) {
+  int claim(int threads, double work_ns, int kind, std::chrono::steady_clock::time_point now) {
     const bool back_to_back = now - last_call_ < std::chrono::microseconds(200);
     const bool awake = sleepers_.load() < static_cast<int>(workers_.size());
     const bool may_wake = work_ns >= kLargeJobNs || back_to_back || awake;
     const int forced = g_forced_sharing.load(std::memory_order_relaxed);
     learning_ = forced < 0;  // a forced choice is no evidence for the policy
-    const bool share = learning_ ? may_wake && policy_.share(work_ns) : forced == 1;
+    const bool share = learning_ ? may_wake && policy_.share(work_ns, kind) : forced == 1;
     return share ? start_workers(threads - 1) : 0;
   }
 
   // What the job took, for the policy; the caller holds the pool.
-  void finish(double work_ns, bool shared, std::chrono::steady_clock::time_point start) {
+  void finish(double work_ns, int kind, bool shared, std::chrono::steady_clock::time_point start) {
     last_call_ = std::chrono::steady_clock::now();
-    if (learning_)
-      policy_.record(work_ns, shared, std::chrono::duration<double>(last_call_ - start).count());
+    if (learning_) {
+      const double seconds = std::chrono::duration<double>(last_call_ - start).count();
+      policy_.record(work_ns, kind, shared, seconds);
+    }
   }
 
   // Runs fn over the chunks with `helpers` helpers; the caller holds the pool.
   void run(std::int64_t num_chunks, int helpers, ChunkFn fn) {
-    bool sleeping;
+    int sleeping;
     {
       std::lock_guard<std::mutex> lock(mutex_);
       job_ = &fn;
       num_chunks_ = num_chunks;
-      participants_ = helpers;
+      slots_ = helpers;
       next_.store(0, std::memory_order_relaxed);
       open_ = true;
       generation_.fetch_add(1, std::memory_order_release);
-      sleeping = sleepers_ > 0;
+      sleeping = sleepers_.load();
     }
-    if (sleeping) wake_.notify_all();  // a spinning worker sees the generation without a syscall
+    // Wake only as many sleepers as there are places: a worker that finds none goes back to sleep
+    // at once, so workers left over from a high thread count cost nothing. (A spinning worker sees
+    // the generation without a syscall and may take a place first; then a woken one finds none.)
+    for (int i = 0; i < std::min(helpers, sleeping); ++i) wake_.notify_one();
     drain(fn, num_chunks);
     // Close the job, then wait only for the helpers that joined it: they are finishing a chunk.
     // A helper that has not woken up yet (waking takes ~10 us here, far more when another runtime's
@@ -93,11 +98,13 @@ class Pool {
   int start_workers(int wanted) {
     while (static_cast<int>(workers_.size()) < wanted) {
       try {
-        const int index = static_cast<int>(workers_.size());
-        workers_.emplace_back([this, index] { work(index); });
+        workers_.emplace_back([this] { work(); });
         workers_.back().detach();  // the pool lives until the process ends; see pool()
-      } catch (const std::system_error&) {
-        break;  // emplace_back left workers_ as it was; run with the workers there are
+      } catch (const std::exception&) {
+        // std::system_error (the OS refuses a thread) or std::bad_alloc: emplace_back left
+        // workers_ as it was; run with the workers there are. Never let it escape: the caller
+        // holds the pool.
+        break;
       }
     }
     return std::min<int>(wanted, static_cast<int>(workers_.size()));
@@ -141,16 +148,19 @@ class Pool {
 #endif
   }
 
-  void work(int index) {
+  void work() {
     std::uint64_t seen = 0;
+    bool worked = false;  // spin for the next job only after working on this one
     for (;;) {
-      spin_for_job(seen);
+      if (worked) spin_for_job(seen);
       std::unique_lock<std::mutex> lock(mutex_);
       sleepers_.fetch_add(1);
       wake_.wait(lock, [&] { return generation_.load(std::memory_order_relaxed) != seen; });
       sleepers_.fetch_sub(1);
       seen = generation_.load(std::memory_order_relaxed);
-      if (!open_ || index >= participants_) continue;
+      worked = open_ && slots_ > 0;
+      if (!worked) continue;
+      --slots_;
       ++joined_;
       const ChunkFn job = *job_;
       const std::int64_t num_chunks = num_chunks_;
@@ -174,7 +184,7 @@ class Pool {
   bool learning_ = true;  // the current job's timing goes to policy_
   const ChunkFn* job_ = nullptr;
   std::int64_t num_chunks_ = 0;
-  int participants_ = 0;
+  int slots_ = 0;      // helpers that may still join the current job
   bool open_ = false;  // helpers may still join the current job
   int joined_ = 0;     // helpers draining the current job
   std::atomic<std::int64_t> next_{0};
@@ -234,19 +244,24 @@ int num_threads() { return g_threads.load(std::memory_order_relaxed); }
 
 void set_num_threads(int threads) { g_threads.store(std::max(1, threads)); }
 
-Job::Job(int threads, double work_ns) : work_ns_(work_ns) {
+Job::Job(int threads, double work_ns, int kind) : work_ns_(work_ns), kind_(kind) {
   if (threads <= 1) return;
   Pool& p = pool();
   if (!p.try_hold()) return;  // another job has the pool: this one runs alone
-  pool_ = &p;
   start_ = std::chrono::steady_clock::now();
-  helpers_ = p.claim(threads, work_ns, start_);
+  try {
+    helpers_ = p.claim(threads, work_ns, kind, start_);
+  } catch (...) {  // nothing in claim should throw; if it does, the pool must not stay held
+    p.release();
+    throw;
+  }
+  pool_ = &p;
 }
 
 Job::~Job() {
   if (pool_ == nullptr) return;
   Pool& p = *static_cast<Pool*>(pool_);
-  p.finish(work_ns_, shared_, start_);
+  p.finish(work_ns_, kind_, shared_, start_);
   p.release();
 }
 
@@ -260,8 +275,8 @@ void Job::run(std::int64_t num_chunks, ChunkFn fn) {
   static_cast<Pool*>(pool_)->run(num_chunks, static_cast<int>(helpers), fn);
 }
 
-void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, double work_ns) {
-  Job job(static_cast<int>(std::min<std::int64_t>(threads, num_chunks)), work_ns);
+void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, double work_ns, int kind) {
+  Job job(static_cast<int>(std::min<std::int64_t>(threads, num_chunks)), work_ns, kind);
   job.run(num_chunks, fn);
 }
 

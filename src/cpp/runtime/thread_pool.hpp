@@ -48,8 +48,9 @@ inline constexpr double kLargeJobNs = 250e3;
 // (sharing_policy.hpp). Results never depend on any of it.
 class Job {
  public:
-  // `threads`: the most the job may use; `work_ns`: its estimated time on one thread.
-  Job(int threads, double work_ns);
+  // `threads`: the most the job may use; `work_ns`: its estimated time on one thread; `kind`:
+  // what it runs (a kernel index, or one of the kJob* kinds), which the policy keeps apart.
+  Job(int threads, double work_ns, int kind);
   ~Job();
   Job(const Job&) = delete;
   Job& operator=(const Job&) = delete;
@@ -67,11 +68,16 @@ class Job {
   int helpers_ = 0;
   bool shared_ = false;
   double work_ns_;
+  int kind_;
   std::chrono::steady_clock::time_point start_{};
 };
 
 // A Job of min(threads, num_chunks) threads running fn over the chunks.
-void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, double work_ns);
+void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, double work_ns, int kind);
+
+// Job kinds other than an update's kernel (whose kinds are the kernel indices, >= 0).
+inline constexpr int kJobNorm = -1;            // the sum of squares of clip_grad_norm, global_norm
+inline constexpr int kJobNonfiniteCheck = -2;  // nonfinite="skip"/"raise"
 
 // How many chunks helper threads (not callers) have run since the process started: lets the tests
 // check that work really was shared, since whether a helper joins depends on timing.
