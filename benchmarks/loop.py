@@ -34,21 +34,26 @@ def _factories(optimizer: str, threads: int) -> dict[str, Callable[[dict], Step 
     the memory-traffic ceiling, the book's NumPy class, and torch (when installed) stepping the
     same memory."""
 
-    def fastopt_on(count: int, make) -> Callable[[dict], Step]:
-        def factory(params: dict) -> Step:
-            opt = make()
+    def alternating(params: dict) -> Step:
+        """fastopt, on 1 thread and on `threads` threads by turns, step after step: neighbouring
+        steps share the machine's state, so their ratio is the sharpest measure of what the
+        threads change (contenders' turns differ by more than the 5% in question). Each step's
+        thread count and time go to step.log."""
+        opt = getattr(fastopt, optimizer)()
+        log: list[tuple[int, float]] = []
 
-            def step(p: dict, g: dict) -> None:
-                with fastopt.num_threads(count):
-                    opt.update(p, g)
+        def step(p: dict, g: dict) -> None:
+            count = threads if len(log) % 2 else 1
+            start = time.perf_counter()
+            with fastopt.num_threads(count):
+                opt.update(p, g)
+            log.append((count, time.perf_counter() - start))
 
-            return step
-
-        return factory
+        step.log = log  # type: ignore[attr-defined]
+        return step
 
     found = {
-        "fastopt@1": fastopt_on(1, getattr(fastopt, optimizer)),
-        f"fastopt@{threads}": fastopt_on(threads, getattr(fastopt, optimizer)),
+        "fastopt": alternating,
         "ceiling": _ceiling(threads, cs.NUM_STATES[optimizer]),
         "book": lambda params: getattr(reference, optimizer)().update,
     }
@@ -130,7 +135,9 @@ class _Trainer:
 
 
 def _train_side_by_side(net: Net, optimizer: str, threads: int, rounds: int, iterations: int):
-    """{contender: [(step s, iteration s) per round]}, the contenders taking turns each round."""
+    """{contender: [(step s, iteration s) per round]}, the contenders taking turns each round;
+    fastopt as "fastopt@1" and "fastopt@N" from its alternating steps, and the ratios of its
+    neighbouring steps (N threads / 1) under "pairs"."""
     data = net.data(seed=0, batches=16)
     params = net.params(seed=1)
     made = {
@@ -141,10 +148,27 @@ def _train_side_by_side(net: Net, optimizer: str, threads: int, rounds: int, ite
     # fastopt's pool learns whether sharing pays here (a training loop runs thousands).
     for trainer in trainers.values():
         trainer.turn(12)
-    samples: dict[str, list[tuple[float, float]]] = {name: [] for name in trainers}
+    log = trainers["fastopt"].step_fn.log  # type: ignore[attr-defined]
+    log.clear()
+    samples: dict[str, list] = {name: [] for name in trainers if name != "fastopt"}
+    samples.update({"fastopt@1": [], f"fastopt@{threads}": [], "pairs": []})
     for order in _orders(list(trainers), rounds):
         for name in order:
-            samples[name].append(trainers[name].turn(iterations))
+            _, iteration = turn = trainers[name].turn(iterations)
+            if name != "fastopt":
+                samples[name].append(turn)
+                continue
+            # The turn's first step follows another contender's turn (other state in the caches):
+            # it is left out, and every neighbouring pair counts, either way round.
+            steps = log[1:]
+            for count in (1, threads):
+                times = [t for c, t in steps if c == count]
+                samples[f"fastopt@{count}"].append((float(np.median(times)), iteration))
+            samples["pairs"] += [
+                (b[1] / a[1]) if b[0] == threads else (a[1] / b[1])
+                for a, b in zip(steps, steps[1:])
+            ]
+            log.clear()
     return samples
 
 
@@ -171,24 +195,25 @@ def training_loop(rounds: int, quick: bool) -> Table:
     table = Table(
         f"In a training loop: the step after each forward and backward pass (NumPy, BLAS at its "
         f"default threads), fastopt on 1 and {threads} threads",
-        "Measured in the loop, contenders taking turns. N_vs_1 = time on N threads / on 1 "
-        "(target <= 1.05). x_book, x_torch_*: their step time / fastopt@N's. pct_ceiling: the "
-        "memory-traffic probe's step time / fastopt@N's, in the same loop; x_book_bound: the "
-        "book's step / the probe's, the most any step that moves these bytes could gain here. "
-        "share: fastopt's step / "
-        "its whole iteration. epoch_s: iteration time x batches per epoch (MNIST: 600 of 100).",
+        "Measured in the loop, contenders taking turns. N_vs_1: median of (step on N threads / "
+        "the step before it, on 1), fastopt's steps alternating between the two (target <= "
+        "1.05). x_book, x_torch_*: their step time / fastopt@N's. pct_ceiling: the memory-traffic "
+        "probe's step time / fastopt@N's, in the same loop; x_book_bound: the book's step / the "
+        "probe's, the most any step that moves these bytes could gain here. share: fastopt's "
+        "step / its whole iteration. epoch_s: iteration time x batches per epoch (MNIST: 600 of "
+        "100).",
     )
     for net in NETS:
-        iterations = 3 if net.name == "wide MLP" else (3 if quick else 8)
+        iterations = (3 if quick else 4) if net.name == "wide MLP" else (4 if quick else 8)
         for optimizer in ("SGD", "Adam") if quick else BOOK:
             s = _train_side_by_side(net, optimizer, threads, rounds, iterations)
-            med = {name: np.median(np.array(v), axis=0) for name, v in s.items()}
+            med = {name: np.median(np.array(v), axis=0) for name, v in s.items() if name != "pairs"}
             table.add(
                 network=net.name,
                 optimizer=optimizer,
                 step_us_1=med["fastopt@1"][0] * 1e6,
                 step_us_N=med[n][0] * 1e6,
-                N_vs_1=_median_ratio(s, n, "fastopt@1"),
+                N_vs_1=float(np.median(s["pairs"])),
                 book_us=med["book"][0] * 1e6,
                 x_book=_median_ratio(s, "book", n),
                 x_book_bound=_median_ratio(s, "book", "ceiling"),

@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     exponents = list(range(10, 17 if args.quick else 25, 2))
     sections = {
         # First: what a user of the book sees, the step inside a training loop.
-        "loop": lambda: loop.training_loop(3 if args.quick else 7, args.quick),
+        "loop": lambda: loop.training_loop(3 if args.quick else 9, args.quick),
         "loop_large": lambda: loop.large_in_company(5 if args.quick else 15, large),
         # Then the microbenchmarks: back-to-back calls, the best case for caches and threads.
         "large": lambda: large_arrays(max(args.repeats, 15), large),
