@@ -202,14 +202,17 @@ void forget_pool_after_fork() {
   new (&g_pool_mutex) std::mutex();  // it may have been locked by another thread at the fork
 }
 
+// Registered when the module is loaded, before any thread can be making the pool: registered on
+// first use instead (inside the locked section that makes the pool), a fork() by another thread
+// during that first use gave a child whose mutex stayed locked, with no handler to reset it.
+const int g_forget_after_fork = pthread_atfork(nullptr, nullptr, &forget_pool_after_fork);
+
 Pool& pool() {
   Pool* current = g_pool.load(std::memory_order_acquire);
   if (current != nullptr) return *current;
   std::lock_guard<std::mutex> lock(g_pool_mutex);
   current = g_pool.load(std::memory_order_acquire);
   if (current == nullptr) {
-    static const int registered = pthread_atfork(nullptr, nullptr, &forget_pool_after_fork);
-    (void)registered;
     current = new Pool();
     g_pool.store(current, std::memory_order_release);
   }
