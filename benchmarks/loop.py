@@ -181,14 +181,6 @@ def _orders(names: list[str], rounds: int) -> list[list[str]]:
     return [list(rng.permutation(names)) for _ in range(rounds)]
 
 
-def _median_ratio(samples, slower: str, faster: str, column: int = 0) -> float | None:
-    if slower not in samples or faster not in samples:
-        return None
-    return float(
-        np.median([a[column] / b[column] for a, b in zip(samples[slower], samples[faster])])
-    )
-
-
 def training_loop(rounds: int, quick: bool) -> Table:
     threads = fastopt.get_num_threads()
     n = f"fastopt@{threads}"
@@ -208,6 +200,7 @@ def training_loop(rounds: int, quick: bool) -> Table:
         for optimizer in ("SGD", "Adam") if quick else BOOK:
             s = _train_side_by_side(net, optimizer, threads, rounds, iterations)
             med = {name: np.median(np.array(v), axis=0) for name, v in s.items() if name != "pairs"}
+            t = Timings({name: [step for step, _ in v] for name, v in s.items() if name != "pairs"})
             table.add(
                 network=net.name,
                 optimizer=optimizer,
@@ -215,11 +208,11 @@ def training_loop(rounds: int, quick: bool) -> Table:
                 step_us_N=med[n][0] * 1e6,
                 N_vs_1=float(np.median(s["pairs"])),
                 book_us=med["book"][0] * 1e6,
-                x_book=_median_ratio(s, "book", n),
-                x_book_bound=_median_ratio(s, "book", "ceiling"),
-                pct_ceiling=100 * (_median_ratio(s, "ceiling", n) or 0),
-                x_torch_fused=_median_ratio(s, "torch fused", n),
-                x_torch_foreach=_median_ratio(s, "torch foreach", n),
+                x_book=t.ratio("book", n),
+                x_book_bound=t.ratio("book", "ceiling"),
+                pct_ceiling=100 * (t.ratio("ceiling", n) or 0),
+                x_torch_fused=t.ratio("torch fused", n),
+                x_torch_foreach=t.ratio("torch foreach", n),
                 share=med[n][0] / med[n][1],
                 epoch_s=med[n][1] * net.batches_per_epoch,
                 book_epoch_s=med["book"][1] * net.batches_per_epoch,

@@ -12,24 +12,16 @@ from conftest import BOOK
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_benchmark_script_runs_and_writes_json(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--quick",
-            "--repeats",
-            "1",
-            "--only",
-            "overhead",
-            "every",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def run_benchmarks(out, *args):
+    """benchmarks/run.py --quick with these arguments, writing to `out`."""
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", *args]
+    return subprocess.run(
+        [*command, "--out", str(out)], capture_output=True, text=True, timeout=300
     )
+
+
+def test_benchmark_script_runs_and_writes_json(tmp_path):
+    done = run_benchmarks(tmp_path, "--repeats", "1", "--only", "overhead", "every")
     assert done.returncode == 0, done.stderr
     assert "Call overhead: 22 arrays of 8 float64" in done.stdout
     result = json.loads((tmp_path / "benchmark.json").read_text())
@@ -53,20 +45,7 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
 
 
 def test_loop_section_trains_the_networks_and_prints_its_tables(tmp_path):
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "run.py"),
-            "--quick",
-            "--only",
-            "loop",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_benchmarks(tmp_path, "--only", "loop")
     assert done.returncode == 0, done.stderr
     assert "In a training loop" in done.stdout and "Large arrays in company" in done.stdout
     loop, company = json.loads((tmp_path / "benchmark.json").read_text())["tables"]

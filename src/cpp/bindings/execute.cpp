@@ -27,12 +27,7 @@ void run_tasks_in_order(const Scratch& scratch, const Plan& plan, std::size_t fr
   std::int64_t elements = 0;
   for (std::size_t t = from; t < to; ++t) elements += scratch.tasks[t].size;
   const double work_ns = plan.total > 0 ? plan.work_ns * elements / plan.total : 0;
-  run_released_if_large(work_ns, [&] {
-    for (std::size_t t = from; t < to; ++t) {
-      const runtime::Task& task = scratch.tasks[t];
-      task.fn(task.scalars, task.ops, 0, task.size);
-    }
-  });
+  run_released_if_large(work_ns, [&] { runtime::run_in_order(scratch.tasks, from, to); });
 }
 
 // Key after key, converting each deferred grad at its key's turn: it then reads what the keys
@@ -72,7 +67,7 @@ void run_plan(Scratch& scratch, const Plan& plan) {
     in_order = find_aliasing(scratch, true).in_order;
   run_released_if_large(plan.work_ns, [&] {
     if (in_order) {
-      for (const runtime::Task& task : scratch.tasks) task.fn(task.scalars, task.ops, 0, task.size);
+      runtime::run_in_order(scratch.tasks, 0, scratch.tasks.size());
     } else {
       runtime::run_tasks(scratch.tasks, plan.total, job);
     }

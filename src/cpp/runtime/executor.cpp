@@ -39,12 +39,14 @@ std::int64_t chunk_size(std::int64_t total, int threads) {
   return (chunk + kChunkQuantum - 1) / kChunkQuantum * kChunkQuantum;
 }
 
+void run_in_order(const std::vector<Task>& tasks, std::size_t from, std::size_t to) {
+  for (std::size_t t = from; t < to; ++t)
+    tasks[t].fn(tasks[t].scalars, tasks[t].ops, 0, tasks[t].size);
+}
+
 void run_tasks(const std::vector<Task>& tasks, std::int64_t total, Job& job) {
   const int threads = job.threads();
-  if (threads <= 1) {
-    for (const Task& task : tasks) task.fn(task.scalars, task.ops, 0, task.size);
-    return;
-  }
+  if (threads <= 1) return run_in_order(tasks, 0, tasks.size());
   std::vector<std::int64_t> starts(tasks.size() + 1, 0);
   for (std::size_t t = 0; t < tasks.size(); ++t) starts[t + 1] = starts[t] + tasks[t].size;
   const std::int64_t chunk = chunk_size(total, threads);

@@ -53,6 +53,9 @@ template <class Visit>
 void pieces_of_chunk(const std::vector<std::int64_t>& starts, std::int64_t total,
                      std::int64_t chunk, std::int64_t c, Visit&& visit);
 
+// Runs tasks [from, to) whole, in order, on the calling thread.
+void run_in_order(const std::vector<Task>& tasks, std::size_t from, std::size_t to);
+
 // Runs every task over its whole size on the job's threads: whole and in order when it has one.
 void run_tasks(const std::vector<Task>& tasks, std::int64_t total, Job& job);
 // The same in a Job of its own (see Job for `threads`, `work_ns` and `kind`).
