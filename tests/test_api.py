@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import BOOK, STATE_NAMES, random_like
 from fastopt import reference
+from fastopt._settings import COMMON_OPTIONS
 
 # The book's signatures (common/optimizer.py), plus fastopt's keyword-only eps.
 SIGNATURES = {
@@ -26,7 +27,7 @@ SIGNATURES = {
 def test_signature_matches_the_book(module, name):
     parameters = list(inspect.signature(getattr(module, name)).parameters.values())
     if module is fastopt:  # the options every fastopt optimizer adds, keyword-only, at the end
-        names = ("max_grad_norm", "per_key", "nonfinite")
+        names = tuple(COMMON_OPTIONS)
         common = [(p.name, p.kind) for p in parameters[-len(names) :]]
         assert common == [(n, inspect.Parameter.KEYWORD_ONLY) for n in names]
         parameters = parameters[: -len(names)]

@@ -20,11 +20,19 @@ from collections.abc import Mapping
 from typing import Any, Callable, ClassVar
 
 from . import _core, _spec
-from ._checks import finite_nonnegative, nonfinite_mode, optional_positive
+from ._checks import (
+    finite_nonnegative,
+    flag,
+    nonfinite_mode,
+    optional_flag,
+    optional_positive,
+    rounding_mode,
+)
+from ._checks import seed as seed_check
 from ._per_key import Overlay, PerKey, PerKeyOption
 from ._persist import load_state_dict, state_dict
 from ._settings import Hyperparameter, LearningRate, Option, with_common_options
-from ._state import OptimizerState, StateView, StepView
+from ._state import HalfStateView, OptimizerState, StateView, StepView
 from ._types import Grads, Params
 from .clip import global_norm
 
@@ -73,7 +81,11 @@ class _Plan:
         if updater is None:
             index, names = cls._rule.variant(options)
             updater = self.updaters[key] = _core.Updater(
-                index, names, initial_state=cls.first_state_value(opt), nonfinite=opt.nonfinite
+                index,
+                names,
+                initial_state=cls.first_state_value(opt),
+                nonfinite=opt.nonfinite,
+                **half_options(opt),
             )
         return updater
 
@@ -133,7 +145,15 @@ class Optimizer:
     max_grad_norm = Option(optional_positive)
     nonfinite = Option(nonfinite_mode)
     per_key = PerKeyOption()
+    # How half (float16, bfloat16) params are updated: saved in checkpoints, the same for all keys.
+    master_weights = Hyperparameter(optional_flag, shared=True)
+    rounding = Hyperparameter(rounding_mode, shared=True)
+    compensation = Hyperparameter(flag, shared=True)
+    seed = Hyperparameter(seed_check, shared=True)
     steps = StepView()
+    # The arrays half params keep beside the rule's states: {key: array}.
+    master = HalfStateView()
+    compensation_buffer = HalfStateView("compensation")
 
     # Reports: they change on a skipped update too, and are not saved in checkpoints.
     last_grad_norm: float | None = None
@@ -266,7 +286,7 @@ class Optimizer:
                 after["counters"] = plan.next_counters(self, state)
             applied = updater.run(
                 params, grads, state.arrays, scalars, grad_scale, known_finite, per_key,
-                (state.__dict__, after),
+                (state.__dict__, after), steps + 1,
             )  # fmt: skip
         except BaseException:
             if schedule is not None and state.steps == steps:  # not made: the rate goes back
@@ -277,6 +297,14 @@ class Optimizer:
             if schedule is not None:
                 _LR.show(self, shown)
             self.skipped_updates += 1
+
+    def master_params(self, params: Params) -> dict[Any, Any]:
+        """``params`` with every half param that has a master copy replaced by that float32
+        master (``opt.master[key]``): the weights the optimizer really updates. Average these
+        with EMA (``ema.update(opt.master_params(params))``) to average the full-precision
+        weights rather than their rounded copies."""
+        masters = self.master
+        return {key: masters.get(key, value) for key, value in params.items()}
 
     def _make_plan(self) -> _Plan:
         self._plan = _Plan(self)
@@ -357,6 +385,30 @@ class Optimizer:
     def __repr__(self) -> str:
         settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyperparameters)
         return f"{type(self).__name__}({settings})"
+
+
+def half_options(opt: Any) -> dict[str, Any]:
+    """The core's options for half params, checked together. master_weights=None (the default)
+    keeps master weights unless stochastic rounding or Kahan compensation is asked for, which
+    are the ways of updating a half param without one."""
+    direct = opt.rounding != "nearest" or opt.compensation
+    master = opt.master_weights
+    if master and direct:
+        raise ValueError(
+            "master_weights=True writes each half param from its float32 master, rounded to "
+            "nearest; rounding='stochastic' and compensation=True are for master_weights=False"
+        )
+    if opt.rounding == "stochastic" and opt.compensation:
+        raise ValueError(
+            "compensation=True keeps what rounding to nearest loses; use it with "
+            "rounding='nearest' (stochastic rounding needs no compensation)"
+        )
+    return {
+        "master_weights": not direct if master is None else master,
+        "rounding": opt.rounding,
+        "compensation": opt.compensation,
+        "seed": opt.seed,
+    }
 
 
 def _bind(cls: type[Optimizer]) -> None:

@@ -104,3 +104,28 @@ def nonfinite_mode(name: str, value: Any) -> str:
     if not isinstance(value, str) or value not in NONFINITE_MODES:
         raise ValueError(f"{name} must be one of {sorted(NONFINITE_MODES)}; got {value!r}")
     return value
+
+
+def optional_flag(name: str, value: Any) -> bool | None:
+    """True, False, or None (decided per param: master_weights)."""
+    return None if value is None else flag(name, value)
+
+
+ROUNDING_MODES = ("nearest", "stochastic")
+
+
+def rounding_mode(name: str, value: Any) -> str:
+    """How a half param without master weights is rounded: one of ROUNDING_MODES."""
+    if not isinstance(value, str) or value not in ROUNDING_MODES:
+        raise ValueError(f"{name} must be one of {list(ROUNDING_MODES)}; got {value!r}")
+    return value
+
+
+def seed(name: str, value: Any) -> int:
+    """A random seed: an int in [0, 2**64)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    number = int(value)
+    if not 0 <= number < 2**64:
+        raise ValueError(f"{name} must be in [0, 2**64); got {value!r}")
+    return number

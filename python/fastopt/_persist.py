@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._checks import step_count
+from ._dtypes import is_half
+from ._state import HALF_STATES
 
 if TYPE_CHECKING:
     from ._base import Optimizer
@@ -85,22 +87,42 @@ def _checked_counters(opt: Optimizer, given: Mapping[str, Any]) -> tuple[int, di
     return steps, counters
 
 
+def _array_fits(name: str, value: Any) -> bool:
+    """A rule's state is float32 or float64; a master float32; a compensation half."""
+    if not isinstance(value, np.ndarray):
+        return False
+    if name == "master":
+        return value.dtype == np.float32
+    if name == "compensation":
+        return is_half(value.dtype)
+    return value.dtype in (np.float32, np.float64)
+
+
+_EXPECTED = {"master": "a float32", "compensation": "a float16/bfloat16"}
+
+
 def _checked_arrays(opt: Optimizer, given: Mapping[str, Any]) -> dict[str, dict[Any, np.ndarray]]:
-    unknown = sorted(set(given) - set(opt._state_names), key=repr)
+    names = (*opt._state_names, *HALF_STATES)
+    unknown = sorted(set(given) - set(names), key=repr)
     if unknown:
         raise ValueError(f"unknown state {unknown} for {kind(type(opt))}")
     first: dict[Any, tuple[Any, Any]] = {}
     arrays: dict[str, dict[Any, np.ndarray]] = {}
-    for name in opt._state_names:
+    for name in names:
         per_key = given.get(name, {})
         if not isinstance(per_key, Mapping):
             raise ValueError(f"state {name!r} must be a dict {{key: array}}")
         for key, value in per_key.items():
-            if not (isinstance(value, np.ndarray) and value.dtype in (np.float32, np.float64)):
-                raise ValueError(f"state {name!r}[{key!r}] must be a float32/float64 array")
-            seen = first.setdefault(key, (value.shape, value.dtype))
-            if seen != (value.shape, value.dtype):
+            if not _array_fits(name, value):
+                expected = _EXPECTED.get(name, "a float32/float64")
+                raise ValueError(f"state {name!r}[{key!r}] must be {expected} array")
+            # The rule's states of one key share a dtype; the half arrays only the shape.
+            seen = first.setdefault(key, (value.shape, None))
+            dtype = None if name in HALF_STATES else value.dtype
+            if seen[0] != value.shape or (dtype is not None and seen[1] not in (None, dtype)):
                 raise ValueError(f"the states of key {key!r} disagree in shape or dtype")
+            if dtype is not None:
+                first[key] = (value.shape, dtype)
         arrays[name] = {key: np.array(value, copy=True) for key, value in per_key.items()}
     return arrays
 

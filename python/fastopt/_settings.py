@@ -12,7 +12,16 @@ import functools
 import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
-from ._checks import Check, learning_rate, nonfinite_mode, optional_positive
+from ._checks import (
+    Check,
+    flag,
+    learning_rate,
+    nonfinite_mode,
+    optional_flag,
+    optional_positive,
+    rounding_mode,
+    seed,
+)
 
 if TYPE_CHECKING:
     from ._base import Optimizer
@@ -86,10 +95,15 @@ def _anything(name: str, value: Any) -> Any:
 
 # The keyword-only options every optimizer has, after its own parameters: name -> (default, check).
 # per_key's check needs the class (which hyperparameters exist): _per_key.PerKey does it.
+# The last four say how half (float16, bfloat16) params are updated; see Optimizer.
 COMMON_OPTIONS: dict[str, tuple[Any, Check | None]] = {
     "max_grad_norm": (None, optional_positive),
     "per_key": (None, None),
     "nonfinite": ("propagate", nonfinite_mode),
+    "master_weights": (None, optional_flag),
+    "rounding": ("nearest", rounding_mode),
+    "compensation": (False, flag),
+    "seed": (0, seed),
 }
 
 
@@ -110,6 +124,9 @@ def with_common_options(init: Callable[..., None]) -> Callable[..., None]:
                 setattr(self, name, given[name])
             elif name not in self.__dict__:
                 setattr(self, name, default)
+        from ._base import half_options  # (a cycle at import: _base imports this module)
+
+        half_options(self)  # options that contradict each other fail here, not at the update
 
     signature = inspect.signature(init)
     options = [

@@ -17,6 +17,10 @@ from ._checks import step_count
 
 Arrays = dict[str, dict[Hashable, np.ndarray]]
 
+# The arrays half params keep beside the rule's states (see Optimizer's master_weights): the
+# float32 master copy, and the Kahan compensation.
+HALF_STATES = ("master", "compensation")
+
 
 class OptimizerState:
     """The per-key arrays (created lazily by the core, at a key's first update) and the counters.
@@ -30,7 +34,7 @@ class OptimizerState:
     # (Updater.run's commit), in the same C call, so that no signal handler can run in between.
 
     def __init__(self, names: tuple[str, ...], counters: dict[str, float]) -> None:
-        self.arrays: Arrays = {name: {} for name in names}
+        self.arrays: Arrays = {name: {} for name in (*names, *HALF_STATES)}
         self.steps = 0
         self.counters = dict(counters)
 
@@ -67,6 +71,18 @@ class _Entry:
 class StateView(_Entry):
     def __init__(self) -> None:
         super().__init__("arrays", _as_given)
+
+
+class HalfStateView(_Entry):
+    """``opt.master`` and ``opt.compensation_buffer``: the arrays half params keep (not states
+    of the rule, so not among a class's state names)."""
+
+    def __init__(self, name: str = "") -> None:
+        super().__init__("arrays", _as_given)
+        self.state_name = name
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = self.state_name or name
 
 
 class CounterView(_Entry):

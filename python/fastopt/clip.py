@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
+from ._dtypes import is_floating
 
 __all__ = ["global_norm", "clip_grad_norm", "clip_grad_value"]
 
@@ -31,7 +32,7 @@ def _readable(grads: Grads) -> list[Any]:
     """The grads the norm reads: real arrays of any layout and dtype, and real scalars."""
     values = []
     for key, value in grads.items():
-        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        if isinstance(value, np.ndarray) and is_floating(value.dtype):
             values.append(value)  # the common case, in as few operations as possible
         elif (isinstance(value, np.ndarray) and value.dtype.kind in "iu") or _is_real_scalar(value):
             values.append(value)
@@ -56,7 +57,7 @@ def _clippable(grads: Grads) -> tuple[dict[Hashable, np.ndarray], dict[Hashable,
                 f"grads[{key!r}] must be a numpy.ndarray of real numbers or a real number; got "
                 f"{type(value).__name__}"
             )
-        elif not (value.dtype.kind == "f" and value.flags.writeable):
+        elif not (is_floating(value.dtype) and value.flags.writeable):
             raise TypeError(
                 f"grads[{key!r}] is clipped in place, so it must be a writeable floating-point "
                 f"array; got {value.dtype}{'' if value.flags.writeable else ' (read-only)'}"

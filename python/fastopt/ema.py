@@ -10,6 +10,7 @@ import numpy as np
 
 from . import _core
 from ._checks import unit_interval
+from ._dtypes import is_floating, is_half
 from ._spec import rule
 from ._types import Params
 
@@ -18,6 +19,11 @@ __all__ = ["EMA"]
 
 class EMA:
     """Keeps ``ema[k] = ema[k] + (1-decay)*(params[k] - ema[k])`` after every update(params).
+
+    Half params (float16, bfloat16) are averaged in float32. With an optimizer that keeps float32
+    master weights, ``ema.update(opt.master_params(params))`` averages the masters (the weights
+    really trained) instead of their rounded copies; ``ema.update(params)`` averages what the
+    params hold.
 
     One fused pass per array, in C++ with the GIL released, like the optimizers. The first
     update() of a key copies its param. Evaluate with the averaged weights in place::
@@ -56,7 +62,7 @@ class EMA:
         for key, value in params.items():
             average = self.shadow.get(key)
             real = (
-                value.dtype.kind in "fiu"
+                value.dtype.kind in "fiu" or is_floating(value.dtype)
                 if isinstance(value, np.ndarray)
                 else isinstance(value, (int, float, np.integer, np.floating))
                 and not isinstance(value, bool)
@@ -67,8 +73,11 @@ class EMA:
                     f"{' of ' + str(value.dtype) if isinstance(value, np.ndarray) else ''}"
                 )
             if average is None:  # first sight: start from the param itself
-                # float32 arrays stay float32; everything else (scalars too) averages in float64.
-                is_float32 = isinstance(value, np.ndarray) and value.dtype == np.float32
+                # float32 arrays, and half ones (read widened: float16, bfloat16), average in
+                # float32; everything else (scalars too) in float64.
+                is_float32 = isinstance(value, np.ndarray) and (
+                    value.dtype == np.float32 or is_half(value.dtype)
+                )
                 average = np.array(value, dtype=np.float32 if is_float32 else np.float64)
             elif np.shape(value) != average.shape:
                 raise ValueError(
@@ -150,12 +159,23 @@ class EMA:
         """Inside the block the params hold the averages; afterwards their own values again.
 
         The swap in is all or nothing (see swap()): if it raises, the block does not run and
-        nothing has changed."""
+        nothing has changed. A param of a narrower dtype than its average (a float16 or bfloat16
+        param, averaged in float32) holds the average rounded inside the block; the average
+        itself comes back exact afterwards."""
+        narrower = {
+            key: self.shadow[key].copy()
+            for key, value in params.items()
+            if isinstance(value, np.ndarray)
+            and key in self.shadow
+            and value.dtype != self.shadow[key].dtype
+        }
         self.swap(params)
         try:
             yield
         finally:
             self.swap(params)
+            for key, average in narrower.items():  # the swap back brought the rounded value
+                self.shadow[key][...] = average
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -32,8 +32,12 @@ std::vector<Written> written_memory(const Scratch& scratch) {
     const Dtype dtype = scratch.origins[t].dtype;
     ranges.push_back(range_of(task.ops.param, task.size, dtype, t));
     for (void* state : task.ops.state) {
-      if (state != nullptr) ranges.push_back(range_of(state, task.size, dtype, t));
+      if (state != nullptr) ranges.push_back(range_of(state, task.size, compute_of(dtype), t));
     }
+    if (task.ops.master != nullptr)
+      ranges.push_back(range_of(task.ops.master, task.size, Dtype::kFloat32, t));
+    if (task.ops.compensation != nullptr)
+      ranges.push_back(range_of(task.ops.compensation, task.size, dtype, t));
   }
   std::sort(ranges.begin(), ranges.end(),
             [](const Written& a, const Written& b) { return a.begin < b.begin; });
@@ -83,7 +87,7 @@ Aliasing find_aliasing(const Scratch& scratch, bool several_threads) {
   // copied those), so any overlap with written memory is with another key's.
   for (std::size_t t = 0; t < scratch.tasks.size(); ++t) {
     const runtime::Task& task = scratch.tasks[t];
-    const Written grad = range_of(task.ops.grad, task.size, scratch.origins[t].dtype, t);
+    const Written grad = range_of(task.ops.grad, task.size, scratch.origins[t].grad_dtype, t);
     if (touches_another_key(written, grad.begin, grad.end, t)) {
       found.in_order = true;
       return found;

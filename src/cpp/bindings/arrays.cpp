@@ -32,11 +32,13 @@ bool same_shape(const py::array& a, const py::array& b) {
   return true;
 }
 
-// A copy of `value` as a contiguous array of the param's dtype and memory order.
-py::array converted(py::handle value, const ParamSpan& param) {
+// A copy of `value` as a contiguous array of `dtype` (the param's compute type unless given) in the
+// param's memory order.
+py::array converted(py::handle value, const ParamSpan& param, py::object dtype = py::none()) {
   const char* order = param.layout == Layout::kC ? "C" : "F";
-  return numpy().attr("array")(value, py::arg("dtype") = dtype_name(param.dtype),
-                               py::arg("order") = order, py::arg("copy") = true);
+  if (dtype.is_none()) dtype = py::str(dtype_name(compute_of(param.dtype)));
+  return numpy().attr("array")(value, py::arg("dtype") = dtype, py::arg("order") = order,
+                               py::arg("copy") = true);
 }
 
 std::vector<py::ssize_t> contiguous_strides(const py::array& like, Layout layout) {
@@ -63,13 +65,15 @@ constexpr std::int64_t kPage = 4096;
 // loop's alignment peel their vector accesses are as aligned as the param's.
 constexpr std::int64_t kStaggerStep = 17 * 64;
 
-py::array zeros_like(const ParamSpan& param, int slot) {
+// A zero array of the param's shape and memory order, of `dtype` (its compute type unless given).
+py::array zeros_like(const ParamSpan& param, int slot, py::dtype dtype) {
   const py::array& p = param.array;
   const std::vector<py::ssize_t> shape(p.shape(), p.shape() + p.ndim());
-  const std::vector<py::ssize_t> strides = contiguous_strides(p, param.layout);
-  const std::int64_t nbytes = param.size * p.itemsize();
+  std::vector<py::ssize_t> strides = contiguous_strides(p, param.layout);
+  for (py::ssize_t& stride : strides) stride = stride / p.itemsize() * dtype.itemsize();
+  const std::int64_t nbytes = param.size * dtype.itemsize();
   if (nbytes < kStaggerBytes) {
-    py::array out(p.dtype(), shape, strides);
+    py::array out(dtype, shape, strides);
     std::memset(out.mutable_data(), 0, static_cast<std::size_t>(out.nbytes()));
     return out;
   }
@@ -79,7 +83,11 @@ py::array zeros_like(const ParamSpan& param, int slot) {
       (reinterpret_cast<std::uintptr_t>(p.data()) + (slot + 1) * kStaggerStep) % kPage;
   std::uint8_t* start = buffer.mutable_data() + (target - base % kPage + kPage) % kPage;
   std::memset(start, 0, static_cast<std::size_t>(nbytes));
-  return py::array(p.dtype(), shape, strides, start, buffer);  // a view that keeps `buffer` alive
+  return py::array(dtype, shape, strides, start, buffer);  // a view that keeps `buffer` alive
+}
+
+py::dtype compute_dtype(const ParamSpan& param) {
+  return py::dtype(std::string(dtype_name(compute_of(param.dtype))));
 }
 
 }  // namespace
@@ -104,16 +112,18 @@ ParamSpan check_param(py::handle key, py::handle value) {
       return {std::move(work), Dtype::kFloat64, Layout::kC, 1, true};
     }
     throw py::type_error(entry("params", key) +
-                         " must be a numpy.ndarray of float32 or float64 (or a real scalar); got " +
+                         " must be a numpy.ndarray of float32, float64, float16 or bfloat16 (or a "
+                         "real scalar); got " +
                          describe(value));
   }
   auto array = py::reinterpret_borrow<py::array>(value);
   Dtype dtype;
   if (!dtype_of(array.dtype().ptr(), &dtype)) {
     throw py::type_error(entry("params", key) +
-                         " must have dtype float32 or float64 in native byte order; got " +
+                         " must have dtype float32, float64, float16 or bfloat16 (ml_dtypes) in "
+                         "native byte order; got " +
                          describe(value) + ". Convert it once, e.g. params[key] = params[key]" +
-                         ".astype(np.float64), and use that array in your model.");
+                         ".astype(np.float32), and use that array in your model.");
   }
   if (!array.writeable()) {
     throw py::value_error(entry("params", key) +
@@ -145,7 +155,8 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param) {
   if (py::isinstance<py::array>(value)) {
     auto grad = py::reinterpret_borrow<py::array>(value);
     const char kind = grad.dtype().kind();
-    if (kind != 'f' && kind != 'i' && kind != 'u') {
+    Dtype known;
+    if (kind != 'f' && kind != 'i' && kind != 'u' && !dtype_of(grad.dtype().ptr(), &known)) {
       throw py::type_error(entry("grads", key) + " has dtype " +
                            std::string(py::str(grad.dtype())) +
                            "; a gradient must be real numbers (floating point or integer).");
@@ -175,19 +186,28 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param) {
 
 py::array copy_grad(py::handle value, const ParamSpan& param) { return converted(value, param); }
 
-py::array check_state(py::handle key, py::handle states, int slot, const char* name,
-                      const ParamSpan& param, double initial, bool* pending) {
+py::array check_state(py::handle key, py::handle states, const StateSpec& spec,
+                      const ParamSpan& param, bool* pending) {
   *pending = false;
+  // The state's dtype as NumPy knows it: the param's own for a half one (its compensation).
+  const py::dtype dtype = spec.dtype == param.dtype
+                              ? py::reinterpret_borrow<py::dtype>(param.array.dtype())
+                              : py::dtype(std::string(dtype_name(spec.dtype)));
   PyObject* found = PyDict_GetItemWithError(states.ptr(), key.ptr());
   if (found == nullptr) {
     if (PyErr_Occurred()) throw py::error_already_set();
     *pending = true;
-    py::array fresh = zeros_like(param, slot);
-    if (initial != 0.0) fresh.attr("fill")(initial);
+    py::array fresh = zeros_like(param, spec.slot, dtype);
+    if (spec.from_param) {
+      numpy().attr("copyto")(fresh, param.array);  // widening: exact
+    } else if (spec.initial != 0.0) {
+      fresh.attr("fill")(spec.initial);
+    }
     return fresh;
   }
+  const std::string name = spec.name;
   if (!py::isinstance<py::array>(found)) {
-    throw py::type_error("state '" + std::string(name) + "' of " + entry("params", key) +
+    throw py::type_error("state '" + name + "' of " + entry("params", key) +
                          " must be a numpy.ndarray; got " + describe(found) +
                          ". Delete the entry to start this key's state afresh.");
   }
@@ -199,17 +219,17 @@ py::array check_state(py::handle key, py::handle states, int slot, const char* n
                           ": the param changed shape since its first update. Delete this key's "
                           "state (or use a new optimizer) to start it afresh.");
   }
-  Dtype dtype;
-  if (!dtype_of(state.dtype().ptr(), &dtype) || dtype != param.dtype) {
+  Dtype found_dtype;
+  if (!dtype_of(state.dtype().ptr(), &found_dtype) || found_dtype != spec.dtype) {
     throw py::value_error(entry("params", key) + " has dtype " + dtype_name(param.dtype) +
                           " but its state '" + name + "' has dtype " +
-                          std::string(py::str(state.dtype())) +
-                          ": the param changed dtype since its first update. Delete this key's "
+                          std::string(py::str(state.dtype())) + " (not " + dtype_name(spec.dtype) +
+                          "): the param changed dtype since its first update. Delete this key's "
                           "state (or use a new optimizer) to start it afresh.");
   }
-  if (state_fits(found, view_of(param))) return state;
+  if (state_fits(found, view_of(param), spec.dtype)) return state;
   *pending = true;
-  return converted(state, param);
+  return converted(state, param, dtype);
 }
 
 }  // namespace fastopt::bindings

@@ -46,13 +46,23 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param);
 // (aliasing.hpp). Raises nothing but MemoryError: check_grad has checked `value` already.
 py::array copy_grad(py::handle value, const ParamSpan& param);
 
-// Returns the state array `name` (the optimizer's state number `slot`) for `key` from `states` (a
-// dict), checked against the param. When the dict has no entry, returns a new array filled with
-// `initial` (usually 0) and sets `*pending` so that the caller inserts it once every key has been
-// validated. A state whose memory
-// layout no longer fits the param (the user replaced the param with one of another memory order) is
-// likewise replaced by a copy.
-py::array check_state(py::handle key, py::handle states, int slot, const char* name,
-                      const ParamSpan& param, double initial, bool* pending);
+// What a state array of one key must be: the rule's state number `slot`, or an array the mixed
+// precision keeps beside the rule's (the fp32 master copy of a half param, which starts as the
+// param's values; its Kahan compensation, stored like the param).
+struct StateSpec {
+  const char* name;  // for messages
+  int slot;          // where in a 4 KiB page a new one starts (arrays.cpp, kStaggerStep)
+  Dtype dtype;       // the param's compute type, or its own for a compensation
+  double initial;    // what a new one is filled with...
+  bool from_param;   // ...unless it starts as a copy of the param
+};
+
+// Returns the state array `spec.name` for `key` from `states` (a dict), checked against the param.
+// When the dict has no entry, returns a new array (see StateSpec) and sets `*pending` so that the
+// caller inserts it once every key has been validated. A state whose memory layout no longer fits
+// the param (the user replaced the param with one of another memory order) is likewise replaced
+// by a copy.
+py::array check_state(py::handle key, py::handle states, const StateSpec& spec,
+                      const ParamSpan& param, bool* pending);
 
 }  // namespace fastopt::bindings

@@ -2,7 +2,7 @@
 
 #include <pybind11/pybind11.h>
 
-#include <cmath>
+#include <cstdint>
 
 #include "bindings/without_gil.hpp"
 #include "runtime/thread_pool.hpp"
@@ -12,12 +12,16 @@ namespace {
 
 constexpr const char* kNames[] = {"propagate", "skip", "raise"};
 
-template <class T>
-std::string describe_nonfinite(const T* x, std::int64_t size) {
+// Counts by the bits: an exponent of all ones is inf with a zero significand, nan otherwise.
+template <class U, int kMantissa>
+std::string describe_nonfinite(const void* data, std::int64_t size) {
+  constexpr U kSignificand = static_cast<U>((U(1) << kMantissa) - 1u);
+  constexpr U kExponent = static_cast<U>(static_cast<U>(~U(0)) >> 1 & ~kSignificand);
+  const U* x = static_cast<const U*>(data);
   std::int64_t nans = 0, infs = 0;
   for (std::int64_t i = 0; i < size; ++i) {
-    nans += std::isnan(x[i]);
-    infs += std::isinf(x[i]);
+    if ((x[i] & kExponent) != kExponent) continue;
+    ++((x[i] & kSignificand) != 0 ? nans : infs);
   }
   return std::to_string(nans) + " nan and " + std::to_string(infs) + " inf among " +
          std::to_string(size) + " elements";
@@ -50,13 +54,14 @@ std::int64_t first_nonfinite(const KernelTable& table, Scratch& scratch, bool on
     const runtime::Task& task = scratch.tasks[t];
     const TaskOrigin& origin = scratch.origins[t];
     const std::int64_t size = only_converted && !origin.converted ? 0 : task.size;
-    runtime::Task check{table.flag_nonfinite[static_cast<int>(origin.dtype)], nullptr, {}, size};
+    runtime::Task check{
+        table.flag_nonfinite[static_cast<int>(origin.grad_dtype)], nullptr, {}, size};
     check.ops.grad = task.ops.grad;
     check.ops.grad_scale = 1.0;
     check.ops.nonfinite_found = &scratch.found[t];
     scratch.checks.push_back(check);
     total += size;
-    work_ns += static_cast<double>(size) * runtime::ns_per_read(origin.dtype);
+    work_ns += static_cast<double>(size) * runtime::ns_per_read(origin.grad_dtype);
   }
   if (total == 0) return -1;
   const int threads = runtime::threads_for(work_ns, runtime::num_threads());
@@ -72,10 +77,12 @@ std::int64_t first_nonfinite(const KernelTable& table, Scratch& scratch, bool on
 void raise_nonfinite(const Scratch& scratch, std::int64_t t) {
   const runtime::Task& task = scratch.tasks[static_cast<std::size_t>(t)];
   const TaskOrigin& origin = scratch.origins[static_cast<std::size_t>(t)];
+  using Describe = std::string (*)(const void*, std::int64_t);
+  constexpr Describe kDescribe[kNumDtypes] = {
+      &describe_nonfinite<std::uint32_t, 23>, &describe_nonfinite<std::uint64_t, 52>,
+      &describe_nonfinite<std::uint16_t, 7>, &describe_nonfinite<std::uint16_t, 10>};
   const std::string counts =
-      origin.dtype == Dtype::kFloat32
-          ? describe_nonfinite(static_cast<const float*>(task.ops.grad), task.size)
-          : describe_nonfinite(static_cast<const double*>(task.ops.grad), task.size);
+      kDescribe[static_cast<int>(origin.grad_dtype)](task.ops.grad, task.size);
   PyErr_SetString(PyExc_FloatingPointError,
                   ("grads[" + std::string(pybind11::repr(origin.key)) + "] is not finite (" +
                    counts + "); nothing was updated (nonfinite='raise')")

@@ -54,11 +54,29 @@ py::array checked_grad(PyObject* key, PyObject* grad, const ParamSpan& param) {
   } catch (py::error_already_set& error) {
     if (!error.matches(PyExc_OverflowError)) throw;
     const std::string message = entry("grads", key) + " does not fit in " +
-                                (param.dtype == Dtype::kFloat32 ? "float32" : "float64") + " (" +
+                                dtype_name(compute_of(param.dtype)) + " (" +
                                 std::string(py::str(error.value())) + ")";
     PyErr_SetString(PyExc_OverflowError, message.c_str());
     throw py::error_already_set();
   }
+}
+
+// splitmix64's finalizer (Steele et al.): a bijection of 64 bits with full avalanche.
+std::uint64_t splitmix64(std::uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// Stochastic rounding's key for one array at one step: a hash of (seed, step, the key's repr).
+// The repr (FNV-1a of its UTF-8), not Python's hash(), which is salted per process for str: the
+// same key draws the same bits in every run. python/fastopt/_reference_half.py computes the same.
+std::uint32_t random_key(std::uint64_t seed, std::uint64_t step, PyObject* key) {
+  const std::string text = py::repr(key);
+  std::uint64_t fnv = 0xCBF29CE484222325ull;
+  for (const char c : text) fnv = (fnv ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
+  return static_cast<std::uint32_t>(splitmix64(seed ^ splitmix64(step ^ splitmix64(fnv))));
 }
 
 // For the slow paths, which check and convert against the param.
@@ -87,9 +105,15 @@ class Planner {
 
  private:
   ArrayView param_of(PyObject* key, PyObject* value, PyObject** param_array);
-  void use_own_settings(PyObject* key, Dtype dtype, runtime::Task* task);
-  void* state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array);
-  bool grad_shares_a_state(const runtime::Task& task, const ArrayView& param) const;
+  void use_own_settings(PyObject* key, Dtype compute, runtime::Task* task);
+  void* state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array,
+                 bool* had_state);
+  void half_arrays(PyObject* key, const ArrayView& param, PyObject* param_array, bool had_state,
+                   runtime::Task* task);
+  void* extra_state(PyObject* key, PyObject* dict, bool wanted, const StateSpec& spec,
+                    const ArrayView& param, PyObject* param_array, bool had_state);
+  bool grad_shares_a_state(const runtime::Task& task, const ArrayView& param,
+                           Dtype grad_dtype) const;
   void note_source(PyObject* source, PyObject* param_array, Layout layout);
 
   const PlanRequest& request_;
@@ -110,8 +134,9 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   PyObject* grad = lookup_grad(request_.grads, grads_dict_, key, keep);
   PyObject* param_array = value;
   const ArrayView param = param_of(key, value, &param_array);
-  runtime::Task task{row_.fn[static_cast<int>(param.dtype)], request_.scalars, {}, param.size};
-  if (request_.per_key != nullptr) use_own_settings(key, param.dtype, &task);
+  const Dtype compute = compute_of(param.dtype);
+  runtime::Task task{row_.fn[static_cast<int>(compute)], request_.scalars, {}, param.size};
+  if (request_.per_key != nullptr) use_own_settings(key, compute, &task);
   task.ops.grad_scale = request_.grad_scale;
   task.ops.param = param.data;
 
@@ -122,24 +147,87 @@ void Planner::add_key(PyObject* key, PyObject* value) {
     grad = keep.back().ptr();
   }
   task.ops.grad = py::detail::array_proxy(grad)->data;
+  Dtype grad_dtype = compute;
+  if (!grad_converted) dtype_of(py::detail::array_proxy(grad)->descr, &grad_dtype);
+  bool had_state = false;
   for (int s = 0; s < row_.num_states; ++s)
-    task.ops.state[s] = state_of(s, key, param, param_array);
-  if (!grad_converted && grad_shares_a_state(task, param)) {
+    task.ops.state[s] = state_of(s, key, param, param_array, &had_state);
+  if (is_half(param.dtype)) half_arrays(key, param, param_array, had_state, &task);
+  if (!grad_converted && grad_shares_a_state(task, param, grad_dtype)) {
     // The key's own state as its grad (opt.h["w"]): the kernel writes the state while it reads
     // the grad, so the grad is copied first, as one that overlaps the param is: the book's result
     // reads the grad as it was before the key's update, at every thread count and SIMD level.
     keep.push_back(copy_grad(source, span_of(param_array, param)));
     task.ops.grad = py::detail::array_proxy(keep.back().ptr())->data;
     grad_converted = true;
+    grad_dtype = compute;
+  }
+  if (is_half(param.dtype) || grad_dtype != compute) {
+    // The blocked sweep runs the rule's kernel over buffers (kernels/mixed.hpp).
+    task.ops.rule = task.fn;
+    task.fn = request_.table->mixed[static_cast<int>(compute)];
+    task.ops.param_dtype = param.dtype;
+    task.ops.grad_dtype = grad_dtype;
   }
   plan_.converted = plan_.converted || grad_converted;
   if (param.size > 0) {
     if (grad_converted) note_source(source, param_array, param.layout);
     scratch_.tasks.push_back(task);
-    scratch_.origins.push_back({key, param.dtype, grad_converted});
+    scratch_.origins.push_back({key, param.dtype, grad_dtype, grad_converted});
     plan_.total += param.size;
     plan_.work_ns += static_cast<double>(param.size) * runtime::ns_per_element(row_, param.dtype);
   }
+}
+
+// The arrays a half param keeps beside the rule's states: its fp32 master copy, or its Kahan
+// compensation, or neither (nearest or stochastic rounding alone). One that the settings do not
+// call for, or one missing while the key already has state (a checkpoint saved without it),
+// raises: either would silently change the numbers.
+void Planner::half_arrays(PyObject* key, const ArrayView& param, PyObject* param_array,
+                          bool had_state, runtime::Task* task) {
+  const Precision& precision = *request_.precision;
+  const int slot = row_.num_states;
+  const StateSpec master{"master", slot, Dtype::kFloat32, 0.0, true};
+  const StateSpec compensation{"compensation", slot + 1, param.dtype, 0.0, false};
+  task->ops.master =
+      extra_state(key, precision.masters, precision.master, master, param, param_array, had_state);
+  task->ops.compensation = extra_state(key, precision.compensations, precision.compensation,
+                                       compensation, param, param_array, had_state);
+  task->ops.rounding = precision.rounding;
+  if (precision.rounding == Rounding::kStochastic)
+    task->ops.random_key = random_key(precision.seed, precision.step, key);
+}
+
+void* Planner::extra_state(PyObject* key, PyObject* dict, bool wanted, const StateSpec& spec,
+                           const ArrayView& param, PyObject* param_array, bool had_state) {
+  PyObject* found = dict == nullptr ? nullptr : PyDict_GetItemWithError(dict, key);
+  if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
+  const std::string name = spec.name;
+  if (!wanted) {
+    if (found == nullptr) return nullptr;
+    throw py::value_error(
+        entry("params", key) + " has a " + name + " in opt." + name + " but the optimizer's " +
+        "settings keep none (master_weights, rounding, compensation changed since it was made?). "
+        "Delete opt." +
+        name + "[key] to update the param without it, or restore the settings.");
+  }
+  if (dict == nullptr) throw py::type_error("the optimizer's state '" + name + "' must be a dict");
+  if (found == nullptr && had_state) {
+    throw py::value_error(
+        entry("params", key) + " is " + dtype_name(param.dtype) + " and its settings keep a " +
+        name + ", but it has optimizer state and no " + name + " (a checkpoint saved without it, " +
+        "or settings changed after its first update). Load a checkpoint that holds opt." + name +
+        ", or delete this key's state to start afresh.");
+  }
+  std::vector<py::object>& keep = scratch_.keep;
+  if (found != nullptr && state_fits(found, param, spec.dtype)) {
+    keep.push_back(py::reinterpret_borrow<py::object>(found));
+  } else {
+    bool is_new = false;
+    keep.push_back(check_state(key, dict, spec, span_of(param_array, param), &is_new));
+    if (is_new) scratch_.pending.push_back({dict, key, keep.back().ptr()});
+  }
+  return py::detail::array_proxy(keep.back().ptr())->data;
 }
 
 // The param's view; a param that is not usable as it is goes through check_param, which raises
@@ -154,14 +242,20 @@ ArrayView Planner::param_of(PyObject* key, PyObject* value, PyObject** param_arr
   return view_of(span);
 }
 
-// One pointer comparison per state: a grad that fits has the param's size and dtype, and so has
-// every state.
-bool Planner::grad_shares_a_state(const runtime::Task& task, const ArrayView& param) const {
+// A comparison of two ranges per state: a grad that fits has the param's size, and so has every
+// state (of the compute type; a compensation of the param's type).
+bool Planner::grad_shares_a_state(const runtime::Task& task, const ArrayView& param,
+                                  Dtype grad_dtype) const {
+  const std::int64_t grad_bytes = param.size * bytes_of(grad_dtype);
+  const std::int64_t state_bytes = param.size * bytes_of(compute_of(param.dtype));
   for (int s = 0; s < row_.num_states; ++s) {
-    if (same_size_overlap(task.ops.grad, task.ops.state[s], param.size, bytes_of(param.dtype)))
-      return true;
+    if (overlaps(task.ops.grad, grad_bytes, task.ops.state[s], state_bytes)) return true;
   }
-  return false;
+  return (task.ops.master != nullptr &&
+          overlaps(task.ops.grad, grad_bytes, task.ops.master, param.size * 4)) ||
+         (task.ops.compensation != nullptr &&
+          overlaps(task.ops.grad, grad_bytes, task.ops.compensation,
+                   param.size * bytes_of(param.dtype)));
 }
 
 // Records where a converted grad came from, for the task about to be added (aliasing.hpp).
@@ -187,7 +281,7 @@ static bool same_rule_and_states(const KernelRow& a, const KernelRow& b) {
 // per_key: {key: (kernel index, scalars)} for keys with settings of their own (another variant of
 // the same kernel: the same states and scalar count). Their scalars live in Scratch, at stable
 // addresses, for the tasks to point at.
-void Planner::use_own_settings(PyObject* key, Dtype dtype, runtime::Task* task) {
+void Planner::use_own_settings(PyObject* key, Dtype compute, runtime::Task* task) {
   PyObject* own = PyDict_GetItemWithError(request_.per_key, key);
   if (own == nullptr && PyErr_Occurred()) throw py::error_already_set();
   if (own == nullptr) return;
@@ -204,23 +298,30 @@ void Planner::use_own_settings(PyObject* key, Dtype dtype, runtime::Task* task) 
   }
   scratch_.per_key_scalars.emplace_back();
   read_scalars(PyTuple_GET_ITEM(own, 1), row_.num_scalars, scratch_.per_key_scalars.back().data());
-  task->fn = table.rows[index].fn[static_cast<int>(dtype)];
+  task->fn = table.rows[index].fn[static_cast<int>(compute)];
   task->scalars = scratch_.per_key_scalars.back().data();
 }
 
 // The data of state `slot` for `key`: the existing array when it fits, else one check_state
 // returns (raises, converts, or makes a new one, inserted only at commit).
-void* Planner::state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array) {
+void* Planner::state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array,
+                        bool* had_state) {
   std::vector<py::object>& keep = scratch_.keep;
   PyObject* state = state_dicts_[slot].find(key);  // borrowed; owned below before any Python runs
-  if (state != nullptr && state_fits(state, param)) {
+  if (state != nullptr && state_fits(state, param, compute_of(param.dtype))) {
     keep.push_back(py::reinterpret_borrow<py::object>(state));
+    *had_state = true;
   } else {
     bool is_new = false;
     PyObject* dict = request_.state_dicts[slot];
-    keep.push_back(check_state(key, dict, slot, request_.state_names[slot].c_str(),
-                               span_of(param_array, param), request_.initial_state, &is_new));
-    if (is_new) scratch_.pending.push_back({dict, key, keep.back().ptr()});
+    const StateSpec spec{request_.state_names[slot].c_str(), slot, compute_of(param.dtype),
+                         request_.initial_state, false};
+    keep.push_back(check_state(key, dict, spec, span_of(param_array, param), &is_new));
+    if (is_new) {
+      scratch_.pending.push_back({dict, key, keep.back().ptr()});
+    } else {
+      *had_state = true;
+    }
   }
   return py::detail::array_proxy(keep.back().ptr())->data;
 }

@@ -14,6 +14,17 @@
 
 namespace fastopt::bindings {
 
+// How half params are updated (Updater's options), and the dicts of the arrays that keeps.
+struct Precision {
+  bool master = true;         // keep an fp32 master copy of each half param
+  bool compensation = false;  // keep a Kahan compensation buffer (no master then)
+  Rounding rounding = Rounding::kNearest;
+  std::uint64_t seed = 0;
+  std::uint64_t step = 0;             // the step being made: stochastic rounding's counter
+  PyObject* masters = nullptr;        // {key: float32 array}, or nullptr when none is needed
+  PyObject* compensations = nullptr;  // {key: array like the param}
+};
+
 // What one run is asked to do: the Updater's fixed part and the call's arguments, checked.
 struct PlanRequest {
   const KernelTable* table;
@@ -26,6 +37,7 @@ struct PlanRequest {
   PyObject* const* state_dicts;    // the row's num_states dicts
   const std::string* state_names;  // their names, for messages
   double initial_state;            // what new state arrays are filled with
+  const Precision* precision;
 };
 
 // The totals of the tasks planned into Scratch::tasks.

@@ -1,5 +1,6 @@
 #include "bindings/predicates.hpp"
 
+#include <cstring>
 #include <string>
 
 namespace fastopt::bindings {
@@ -16,21 +17,41 @@ constexpr char kForeignOrder = '>';
 
 constexpr int kLayoutFlag[] = {npy::NPY_ARRAY_C_CONTIGUOUS_, npy::NPY_ARRAY_F_CONTIGUOUS_};
 
-bool fits(PyObject* value, const ArrayView& param, int required_flags) {
+// Whether `value` can be read (a grad: `state` false) or read and written (a state) as it is,
+// beside `param`: of dtype `wanted` (a grad may also be a half format: the blocked sweep widens
+// it), the param's shape and memory order, aligned, and not overlapping the param.
+bool fits(PyObject* value, const ArrayView& param, bool state, Dtype wanted) {
   if (!npy::get().PyArray_Check_(value)) return false;
   const auto* a = py::detail::array_proxy(value);
   Dtype dtype;
-  if (!dtype_of(a->descr, &dtype) || dtype != param.dtype || a->nd != param.ndim) return false;
-  const int need =
-      required_flags | npy::NPY_ARRAY_ALIGNED_ | kLayoutFlag[static_cast<int>(param.layout)];
+  if (!dtype_of(a->descr, &dtype) || a->nd != param.ndim) return false;
+  if (dtype != wanted && (state || !is_half(dtype))) return false;
+  const int need = (state ? kWriteable : 0) | npy::NPY_ARRAY_ALIGNED_ |
+                   kLayoutFlag[static_cast<int>(param.layout)];
   if ((a->flags & need) != need) return false;
   for (int d = 0; d < param.ndim; ++d)
     if (a->dimensions[d] != param.shape[d]) return false;
-  if (param.size == 0) return true;
-  // Same shape and dtype, both contiguous: each spans exactly size * itemsize bytes.
-  const std::int64_t bytes = param.size * bytes_of(param.dtype);
-  return a->data + bytes <= param.data || param.data + bytes <= a->data;
+  return !overlaps(a->data, param.size * bytes_of(dtype), param.data,
+                   param.size * bytes_of(param.dtype));
 }
+
+// The scalar type of ml_dtypes.bfloat16 once seen (its dtype number depends on import order, so
+// it is recognised by its kind, character and name, and then by this pointer). Read and written
+// with the GIL held.
+PyObject* g_bfloat16_type = nullptr;
+
+bool is_bfloat16(const py::detail::PyArrayDescr_Proxy* d) {
+  if (d->typeobj == g_bfloat16_type) return true;
+  if (g_bfloat16_type != nullptr || d->kind != 'V' || d->type != 'E') return false;
+  const char* name = reinterpret_cast<PyTypeObject*>(d->typeobj)->tp_name;
+  if (std::strcmp(name, "ml_dtypes.bfloat16") != 0 && std::strcmp(name, "bfloat16") != 0)
+    return false;
+  g_bfloat16_type = d->typeobj;
+  return true;
+}
+
+// NumPy's type number of float16 (NPY_HALF), fixed by NumPy's C API.
+constexpr int kNpyHalf = 23;
 
 }  // namespace
 
@@ -49,6 +70,14 @@ bool dtype_of(PyObject* descr, Dtype* out) {
   }
   if (d->type_num == npy::NPY_DOUBLE_) {
     *out = Dtype::kFloat64;
+    return true;
+  }
+  if (d->type_num == kNpyHalf) {
+    *out = Dtype::kFloat16;
+    return true;
+  }
+  if (is_bfloat16(d)) {
+    *out = Dtype::kBFloat16;
     return true;
   }
   return false;
@@ -86,7 +115,9 @@ bool usable_view(PyObject* value, int required_flags, ArrayView* view) {
   return true;
 }
 
-bool grad_fits(PyObject* value, const ArrayView& param) { return fits(value, param, 0); }
+bool grad_fits(PyObject* value, const ArrayView& param) {
+  return fits(value, param, false, compute_of(param.dtype));
+}
 
 ByteRange byte_range(PyObject* value) {
   if (!npy::get().PyArray_Check_(value)) return {};
@@ -102,6 +133,8 @@ ByteRange byte_range(PyObject* value) {
   return {data + static_cast<std::uintptr_t>(low), data + static_cast<std::uintptr_t>(high)};
 }
 
-bool state_fits(PyObject* value, const ArrayView& param) { return fits(value, param, kWriteable); }
+bool state_fits(PyObject* value, const ArrayView& param, Dtype dtype) {
+  return fits(value, param, true, dtype);
+}
 
 }  // namespace fastopt::bindings

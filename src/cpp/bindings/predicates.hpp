@@ -27,15 +27,16 @@ struct ArrayView {
   const Py_intptr_t* shape;
 };
 
-inline constexpr std::int64_t bytes_of(Dtype dtype) { return dtype == Dtype::kFloat32 ? 4 : 8; }
 inline const char* dtype_name(Dtype dtype) {
-  return dtype == Dtype::kFloat32 ? "float32" : "float64";
+  constexpr const char* kNames[kNumDtypes] = {"float32", "float64", "bfloat16", "float16"};
+  return kNames[static_cast<int>(dtype)];
 }
 
 // The numpy module, imported once.
 const py::object& numpy();
 
-// True when the NumPy descriptor `descr` is float32 or float64 in native byte order; sets `*out`.
+// True when the NumPy descriptor `descr` is float32, float64, float16 or bfloat16 (ml_dtypes's,
+// recognised without importing it) in native byte order; sets `*out`.
 bool dtype_of(PyObject* descr, Dtype* out);
 
 // A real number that is not an array: Python int or float (not bool), or a NumPy integer or
@@ -45,8 +46,8 @@ bool is_real_scalar(PyObject* value);
 // Flags an array may be asked to have besides being usable (see usable_view).
 inline constexpr int kWriteable = py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
 
-// True when `value` is an ndarray the kernels can use as it is: float32 or float64 in native byte
-// order, aligned, C- or Fortran-contiguous, with every flag of `required_flags`; fills `view`.
+// True when `value` is an ndarray the kernels can use as it is: of a dtype dtype_of knows, aligned,
+// C- or Fortran-contiguous, with every flag of `required_flags`; fills `view`.
 bool usable_view(PyObject* value, int required_flags, ArrayView* view);
 
 // A param the kernels can update in place: usable and writeable.
@@ -54,19 +55,19 @@ inline bool param_view(PyObject* value, ArrayView* view) {
   return usable_view(value, kWriteable, view);
 }
 
-// True when `value` can be used as it is next to `param`: an ndarray of the param's dtype, shape
-// and memory order, aligned, and not overlapping the param. A state must also be writeable.
+// True when `value` can be used as it is next to `param`: an ndarray of the param's shape and
+// memory order, aligned, and not overlapping the param. A grad may be of the param's compute type
+// or a half format (widened as it is read); a state must be of the compute type, and writeable.
 bool grad_fits(PyObject* value, const ArrayView& param);
-bool state_fits(PyObject* value, const ArrayView& param);
+bool state_fits(PyObject* value, const ArrayView& param, Dtype dtype);
 
-// True when `size` elements of `bytes_each` at `a` and at `b` share memory: the test for a grad
-// that fits and one of its key's states (both contiguous, the param's size and dtype).
-inline bool same_size_overlap(const void* a, const void* b, std::int64_t size,
-                              std::int64_t bytes_each) {
+// True when `a_bytes` bytes at `a` and `b_bytes` bytes at `b` share memory (contiguous arrays).
+inline bool overlaps(const void* a, std::int64_t a_bytes, const void* b, std::int64_t b_bytes) {
   const auto x = reinterpret_cast<std::uintptr_t>(a);
   const auto y = reinterpret_cast<std::uintptr_t>(b);
-  const auto bytes = static_cast<std::uintptr_t>(size * bytes_each);
-  return (x > y ? x - y : y - x) < bytes;
+  if (a_bytes == 0 || b_bytes == 0) return false;
+  return x < y + static_cast<std::uintptr_t>(b_bytes) &&
+         y < x + static_cast<std::uintptr_t>(a_bytes);
 }
 
 // The bytes an ndarray's elements span, [begin, end): strided, reversed or broadcast alike. Empty

@@ -15,11 +15,12 @@ namespace fastopt::bindings {
 
 namespace py = pybind11;
 
-// Where a task came from: the key to name in an error, and the dtype of its arrays.
+// Where a task came from: the key to name in an error, and how its arrays are stored.
 struct TaskOrigin {
-  PyObject* key;  // owned by `keep`
-  Dtype dtype;
-  bool converted;  // its grad was converted or copied here: not what the caller passed
+  PyObject* key;     // owned by `keep`
+  Dtype dtype;       // the param's (its states are compute_of(dtype))
+  Dtype grad_dtype;  // the grad's, as the kernel reads it
+  bool converted;    // its grad was converted or copied here: not what the caller passed
 };
 
 // A grad that validation converted (or copied) from an ndarray: where its source lies, so that

@@ -27,8 +27,13 @@
 namespace fastopt::bindings {
 
 Updater::Updater(int kernel, py::object state_names, double initial_state,
-                 const std::string& nonfinite)
-    : table_(active_level().table()), kernel_(kernel), initial_state_(initial_state) {
+                 const std::string& nonfinite, const HalfOptions& half)
+    : table_(active_level().table()), kernel_(kernel), initial_state_(initial_state), half_(half) {
+  if (half.master_weights && (half.compensation || half.rounding != Rounding::kNearest)) {
+    throw py::value_error(
+        "master_weights=True writes half params rounded to nearest from their master copy: "
+        "rounding='stochastic' and compensation=True are for master_weights=False");
+  }
   if (kernel < 0 || kernel >= table_.size) {
     throw py::value_error("unknown kernel index " + std::to_string(kernel) +
                           "; the kernel table has " + std::to_string(table_.size) +
@@ -83,6 +88,23 @@ void Updater::state_dicts(PyObject* states, std::array<py::object, kMaxStates>* 
   }
 }
 
+namespace {
+
+// states[name], owned (user code run during validation could replace it), or None when the caller
+// keeps no such dict (EMA's updater): then a half param that needs one raises TypeError.
+py::object half_dict(PyObject* states, const char* name) {
+  if (!PyDict_Check(states)) return py::none();
+  PyObject* found = PyDict_GetItemString(states, name);  // borrowed
+  if (found == nullptr) return py::none();
+  if (!PyDict_Check(found)) {
+    throw py::type_error("the optimizer's state '" + std::string(name) +
+                         "' must be a dict; assign {} to reset it.");
+  }
+  return py::reinterpret_borrow<py::object>(found);
+}
+
+}  // namespace
+
 bool Updater::run(const RunArgs& args) const {
   const KernelRow& row = table_.rows[kernel_];
   if (!PyDict_Check(args.params)) {
@@ -104,6 +126,17 @@ bool Updater::run(const RunArgs& args) const {
   std::array<PyObject*, kMaxStates> dicts{};
   for (int s = 0; s < row.num_states; ++s) dicts[s] = owned_dicts[s].ptr();
 
+  Precision precision{half_.master_weights,
+                      half_.compensation,
+                      half_.rounding,
+                      half_.seed,
+                      args.step,
+                      nullptr,
+                      nullptr};
+  const py::object masters = half_dict(args.states, "master");
+  const py::object compensations = half_dict(args.states, "compensation");
+  precision.masters = masters.is_none() ? nullptr : masters.ptr();
+  precision.compensations = compensations.is_none() ? nullptr : compensations.ptr();
   Scratch::Lease scratch;
   // 1. validate
   const PlanRequest request{&table_,
@@ -115,7 +148,8 @@ bool Updater::run(const RunArgs& args) const {
                             args.grad_scale,
                             dicts.data(),
                             state_name_strings_.data(),
-                            initial_state_};
+                            initial_state_,
+                            &precision};
   const Plan plan = make_plan(request, *scratch);
   // 1b. non-finite grads
   if (nonfinite_ != Nonfinite::kPropagate && (plan.converted || !args.known_finite)) {
@@ -147,8 +181,8 @@ const Updater& constructed(PyObject* self) {
 
 PyObject* run_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   try {
-    if (nargs < 4 || nargs > 8) {
-      throw py::type_error("Updater.run() takes 4 to 8 positional arguments (" +
+    if (nargs < 4 || nargs > 9) {
+      throw py::type_error("Updater.run() takes 4 to 9 positional arguments (" +
                            std::to_string(nargs) + " given)");
     }
     // The method descriptor has checked that self is an Updater (or a subclass).
@@ -157,6 +191,9 @@ PyObject* run_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     if (grad_scale == -1.0 && PyErr_Occurred()) throw py::error_already_set();
     const int known_finite = nargs >= 6 ? PyObject_IsTrue(args[5]) : 0;
     if (known_finite < 0) throw py::error_already_set();
+    const unsigned long long step = nargs >= 9 ? PyLong_AsUnsignedLongLong(args[8]) : 0;
+    if (step == static_cast<unsigned long long>(-1) && PyErr_Occurred())
+      throw py::error_already_set();
     const RunArgs run_args{args[0],
                            args[1],
                            args[2],
@@ -164,7 +201,8 @@ PyObject* run_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
                            grad_scale,
                            known_finite != 0,
                            nargs >= 7 ? args[6] : Py_None,
-                           nargs >= 8 ? args[7] : Py_None};
+                           nargs >= 8 ? args[7] : Py_None,
+                           step};
     const bool applied = updater.run(run_args);
     return py::bool_(applied).release().ptr();
   } catch (py::error_already_set& error) {
@@ -183,14 +221,16 @@ PyMethodDef g_run_def = {
     "run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&run_fastcall)),
     METH_FASTCALL,
     "run($self, params, grads, states, scalars, grad_scale=1.0, known_finite=False, per_key=None, "
-    "commit=None, /)"
+    "commit=None, step=0, /)"
     "\n--\n\n"
     "Apply the kernel to every key of `params` in place. `states` maps each state name to that "
     "state's {key: ndarray} dict; missing state arrays are created. `scalars` are the kernel's "
     "per-step scalars; `per_key` is None or {key: (kernel index, scalars)}. known_finite: the "
     "caller proved every grad finite. commit: None or (target dict, values dict), applied as "
     "target.update(values) after the kernels, before returning (so that a signal handler cannot "
-    "run between the params' update and the caller's counters). Returns False if the update was "
+    "run between the params' update and the caller's counters). step: the step being made, the "
+    "counter of stochastic rounding. `states` may also hold 'master' and 'compensation' dicts, "
+    "the arrays half params keep (see the options). Returns False if the update was "
     "skipped "
     "(nonfinite='skip' and a grad held inf or nan), else True."};
 
@@ -203,9 +243,21 @@ void register_updater(py::module_& m) {
                           "The update engine of one optimizer: its kernel (an index into the "
                           "kernel table), the names of its states, the value new state arrays "
                           "start at, and what to do with non-finite grads.");
-  cls.def(py::init<int, py::object, double, const std::string&>(), py::arg("kernel"),
-          py::arg("state_names"), py::kw_only(), py::arg("initial_state") = 0.0,
-          py::arg("nonfinite") = "propagate")
+  cls.def(py::init([](int kernel, py::object state_names, double initial_state,
+                      const std::string& nonfinite, bool master_weights,
+                      const std::string& rounding, bool compensation, std::uint64_t seed) {
+            HalfOptions half{master_weights, compensation, Rounding::kNearest, seed};
+            if (rounding == "stochastic") {
+              half.rounding = Rounding::kStochastic;
+            } else if (rounding != "nearest") {
+              throw py::value_error("rounding must be 'nearest' or 'stochastic'; got '" + rounding +
+                                    "'");
+            }
+            return Updater(kernel, std::move(state_names), initial_state, nonfinite, half);
+          }),
+          py::arg("kernel"), py::arg("state_names"), py::kw_only(), py::arg("initial_state") = 0.0,
+          py::arg("nonfinite") = "propagate", py::arg("master_weights") = true,
+          py::arg("rounding") = "nearest", py::arg("compensation") = false, py::arg("seed") = 0)
       // Every accessor goes through constructed(): an instance whose __init__ never ran raises
       // TypeError instead of reading uninitialised memory.
       .def_property_readonly("kernel", [](py::handle u) { return constructed(u.ptr()).kernel(); })

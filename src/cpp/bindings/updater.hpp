@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <array>
+#include <cstdint>
 #include <string>
 
 #include "bindings/nonfinite.hpp"
@@ -22,21 +23,32 @@ struct RunArgs {
   PyObject* states;   // {state name: {key: ndarray}}
   PyObject* scalars;  // a tuple
   double grad_scale;
-  bool known_finite;  // the caller proved every grad finite (their norm was finite)
-  PyObject* per_key;  // None or {key: (kernel index, scalars)}
-  PyObject* commit;   // None or (target dict, values dict), applied after the kernels
+  bool known_finite;   // the caller proved every grad finite (their norm was finite)
+  PyObject* per_key;   // None or {key: (kernel index, scalars)}
+  PyObject* commit;    // None or (target dict, values dict), applied after the kernels
+  std::uint64_t step;  // the step being made (stochastic rounding's counter)
+};
+
+// How half params are updated: Updater's keyword options, checked.
+struct HalfOptions {
+  bool master_weights = true;
+  bool compensation = false;
+  Rounding rounding = Rounding::kNearest;
+  std::uint64_t seed = 0;
 };
 
 class Updater {
  public:
   // Raises ValueError for an unknown kernel, a wrong number of state names or an unknown mode,
   // TypeError when state_names is not a tuple of str.
-  Updater(int kernel, py::object state_names, double initial_state, const std::string& nonfinite);
+  Updater(int kernel, py::object state_names, double initial_state, const std::string& nonfinite,
+          const HalfOptions& half = {});
 
   int kernel() const { return kernel_; }
   const py::tuple& state_names() const { return state_names_; }
   double initial_state() const { return initial_state_; }
   const char* nonfinite() const { return nonfinite_name(nonfinite_); }
+  const HalfOptions& half() const { return half_; }
 
   // Returns false when the update was skipped (nonfinite="skip" and a grad held inf or nan).
   bool run(const RunArgs& args) const;
@@ -51,6 +63,7 @@ class Updater {
   std::array<std::string, kMaxStates> state_name_strings_;  // for messages
   double initial_state_;
   Nonfinite nonfinite_;
+  HalfOptions half_;
 };
 
 void register_updater(py::module_& m);

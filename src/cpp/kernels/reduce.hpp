@@ -14,27 +14,60 @@
 
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
 
+#include "kernels/half.hpp"
 #include "kernels/table.hpp"
 
 namespace fastopt::FASTOPT_LEVEL_NS {
 
-template <class T>
+// How the reductions read each storage format: its bits, and its value as a double (exact).
+template <Dtype D>
+struct Stored;
+template <>
+struct Stored<Dtype::kFloat32> {
+  using Bits = std::uint32_t;
+  using Storage = float;
+  static constexpr int kMantissa = 23;
+  static double value(float x) { return x; }
+};
+template <>
+struct Stored<Dtype::kFloat64> {
+  using Bits = std::uint64_t;
+  using Storage = double;
+  static constexpr int kMantissa = 52;
+  static double value(double x) { return x; }
+};
+template <>
+struct Stored<Dtype::kBFloat16> {
+  using Bits = std::uint16_t;
+  using Storage = std::uint16_t;
+  static constexpr int kMantissa = 7;
+  static double value(std::uint16_t x) { return half::widen_bf16(x); }
+};
+template <>
+struct Stored<Dtype::kFloat16> {
+  using Bits = std::uint16_t;
+  using Storage = std::uint16_t;
+  static constexpr int kMantissa = 10;
+  static double value(std::uint16_t x) { return half::widen_f16_bits(x); }
+};
+
+template <Dtype D>
 double sum_of_squares(const void* data, std::int64_t begin, std::int64_t end) {
+  using F = Stored<D>;
   constexpr int kLanes = 8;
-  const T* __restrict x = static_cast<const T*>(data) + begin;
+  const typename F::Storage* __restrict x = static_cast<const typename F::Storage*>(data) + begin;
   const std::int64_t n = end - begin;
   double lane[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
   std::int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int k = 0; k < kLanes; ++k) {
-      const double v = static_cast<double>(x[i + k]);
+      const double v = F::value(x[i + k]);
       lane[k] = lane[k] + v * v;
     }
   }
   for (int k = 0; i < n; ++i, ++k) {  // the tail continues the same lanes
-    const double v = static_cast<double>(x[i]);
+    const double v = F::value(x[i]);
     lane[k] = lane[k] + v * v;
   }
   double total = 0;
@@ -52,21 +85,24 @@ double sum_of_squares(const void* data, std::int64_t begin, std::int64_t end) {
 // testing the sign bit of the result needs only and, add and or: no compare, no floating-point
 // exception flag, and 64-bit lanes vectorize even at the baseline level (SSE2 has no 64-bit
 // compare). The loop stops at the first block holding a non-finite value.
-template <class T>
+template <Dtype D>
 void flag_nonfinite(const double* /*scalars*/, const Operands& ops, std::int64_t begin,
                     std::int64_t end) {
-  using U = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+  using T = typename Stored<D>::Storage;
+  using U = typename Stored<D>::Bits;
   constexpr int kBits = 8 * sizeof(T);
-  constexpr int kMantissa = sizeof(T) == 4 ? 23 : 52;
-  constexpr U kLowestExponentBit = U(1) << kMantissa;
-  constexpr U kExponent = (~U(0) >> 1) & ~(kLowestExponentBit - 1);
+  constexpr int kMantissa = Stored<D>::kMantissa;
+  // Built in U: uint16_t operands promote to int, whose ~0 >> 1 would keep the sign bit.
+  constexpr U kAllOnes = static_cast<U>(~U(0));
+  constexpr U kLowestExponentBit = static_cast<U>(U(1) << kMantissa);
+  constexpr U kExponent = static_cast<U>((kAllOnes >> 1) & ~(kLowestExponentBit - 1u));
   constexpr std::int64_t kBlock = 2048;  // elements between early-exit tests: 8-16 KiB, in L1
   const T* __restrict x = static_cast<const T*>(ops.grad);
   // Has the sign bit set exactly when element i is inf or nan.
   auto marked = [x](std::int64_t i) {
     U bits;
     std::memcpy(&bits, x + i, sizeof bits);
-    return (bits & kExponent) + kLowestExponentBit;
+    return static_cast<U>((bits & kExponent) + kLowestExponentBit);
   };
   for (std::int64_t start = begin; start < end; start += kBlock) {
     const std::int64_t stop = end - start < kBlock ? end : start + kBlock;

@@ -14,8 +14,27 @@ inline constexpr int kMaxStates = 3;
 // once to the array's dtype before its loop.
 inline constexpr int kMaxScalars = 12;
 
-enum class Dtype : int { kFloat32 = 0, kFloat64 = 1 };
-inline constexpr int kNumDtypes = 2;
+// How an array's elements are stored. The first two are also the compute types: a rule runs in
+// float or double. The half formats (bfloat16, IEEE float16) are storage only: they compute in
+// float32, widened on load and rounded on store (kernels/half.hpp).
+enum class Dtype : int { kFloat32 = 0, kFloat64 = 1, kBFloat16 = 2, kFloat16 = 3 };
+inline constexpr int kNumDtypes = 4;
+inline constexpr int kNumComputes = 2;  // float32, float64: the rows' kernels
+
+inline constexpr bool is_half(Dtype dtype) { return static_cast<int>(dtype) >= 2; }
+// The type a param of this dtype is computed in, and its states are stored in.
+inline constexpr Dtype compute_of(Dtype dtype) { return is_half(dtype) ? Dtype::kFloat32 : dtype; }
+inline constexpr std::int64_t bytes_of(Dtype dtype) {
+  return dtype == Dtype::kFloat64 ? 8 : dtype == Dtype::kFloat32 ? 4 : 2;
+}
+
+// How a half param is written when it has no master copy (mixed.hpp).
+enum class Rounding : unsigned char { kNearest = 0, kStochastic = 1 };
+
+struct Operands;
+// Applies a rule to elements [begin, end) of the operands.
+using KernelFn = void (*)(const double* scalars, const Operands& ops, std::int64_t begin,
+                          std::int64_t end);
 
 // The arrays one kernel call works on. All share one dtype, one shape and one memory order, so the
 // element at linear offset i of each belongs to the same logical index.
@@ -28,11 +47,17 @@ struct Operands {
   double grad_scale;
   // The non-finite check's output (KernelTable::flag_nonfinite), its own byte; no rule reads it.
   unsigned char* nonfinite_found;
-};
 
-// Applies a rule to elements [begin, end) of the operands.
-using KernelFn = void (*)(const double* scalars, const Operands& ops, std::int64_t begin,
-                          std::int64_t end);
+  // ---- Mixed precision, read only by the blocked sweep (KernelTable::mixed, mixed.hpp). ----
+  // A native task (param, grad and states all in the compute type) leaves these as they are.
+  KernelFn rule = nullptr;                 // the compute type's kernel, run a block at a time
+  Dtype param_dtype = Dtype::kFloat32;     // how `param` is stored
+  Dtype grad_dtype = Dtype::kFloat32;      // how `grad` is stored
+  void* master = nullptr;                  // fp32 copy the rule updates; `param` is written from it
+  void* compensation = nullptr;            // Kahan buffer, stored like `param`; no master then
+  Rounding rounding = Rounding::kNearest;  // how `param` is written when there is no master
+  std::uint32_t random_key = 0;            // stochastic rounding: hash of (seed, step, key)
+};
 
 struct KernelRow {
   const char* name;
@@ -47,7 +72,7 @@ struct KernelRow {
   // (num_states of them). Both point into the rule's static constexpr lists.
   const char* const* scalar_names;
   const char* const* state_names;
-  KernelFn fn[kNumDtypes];  // indexed by the param's Dtype
+  KernelFn fn[kNumComputes];  // indexed by the compute Dtype (compute_of the param's)
 };
 
 // Sum of squares of elements [begin, end) of one array, in double (see reduce.hpp).
@@ -57,12 +82,24 @@ using SumSquaresFn = double (*)(const void* data, std::int64_t begin, std::int64
 // fixed by the data, so the same bits for every thread count.
 inline constexpr std::int64_t kNormChunk = 8192;
 
+// The level's conversions of half formats, for the tests and the bindings' slow paths:
+// widen n elements of `src` (bfloat16 or float16 bits) into float; round n floats into bits,
+// to nearest even or stochastically with the bits of element index0 + i under `random_key`.
+using WidenFn = void (*)(const std::uint16_t* src, float* out, std::int64_t n);
+using RoundFn = void (*)(const float* src, std::uint16_t* out, std::int64_t n, Rounding rounding,
+                         std::uint32_t random_key, std::int64_t index0);
+
 struct KernelTable {
   const KernelRow* rows;
   int size;
   SumSquaresFn sum_squares[kNumDtypes];
   // Reads ops.grad only; sets *ops.nonfinite_found = 1 if an element is inf or nan.
   KernelFn flag_nonfinite[kNumDtypes];
+  // The blocked sweep of each compute type: runs ops.rule over blocks whose half operands are
+  // widened into buffers in L1, and writes the half param back rounded (mixed.hpp).
+  KernelFn mixed[kNumComputes];
+  WidenFn widen[2];  // [bfloat16, float16]
+  RoundFn round[2];
 };
 
 }  // namespace fastopt

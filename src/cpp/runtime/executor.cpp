@@ -17,17 +17,16 @@ constexpr std::int64_t kChunkQuantum = 64;
 // Streaming from L2 at ~100 GB/s.
 constexpr double kNsPerByte = 0.01;
 
-int bytes_of(Dtype dtype) { return dtype == Dtype::kFloat32 ? 4 : 8; }
-
 }  // namespace
 
 double ns_per_element(const KernelRow& row, Dtype dtype) {
+  const Dtype compute = compute_of(dtype);
   const int streams = 3 + 2 * row.num_states;  // read p, g, states; write p, states
-  return streams * bytes_of(dtype) * kNsPerByte +
-         row.div_sqrt * (dtype == Dtype::kFloat32 ? 0.25 : 0.6);
+  return static_cast<double>(streams * bytes_of(compute)) * kNsPerByte +
+         row.div_sqrt * (compute == Dtype::kFloat32 ? 0.25 : 0.6);
 }
 
-double ns_per_read(Dtype dtype) { return bytes_of(dtype) * kNsPerByte; }
+double ns_per_read(Dtype dtype) { return static_cast<double>(bytes_of(dtype)) * kNsPerByte; }
 
 int threads_for(double work_ns, int num_threads) {
   const double most = std::floor(work_ns / kGrainNs);

@@ -6,6 +6,7 @@
 // merged by the linker, so one level's instructions could end up running on a CPU without them.
 // For the same reason the rules' names are constexpr arrays of const char* (rules/common.hpp), and
 // the rows point into them.
+#include "kernels/mixed.hpp"
 #include "kernels/reduce.hpp"
 #include "kernels/rules/adam_family.hpp"
 #include "kernels/rules/adaptive.hpp"
@@ -54,14 +55,31 @@ struct Table {
   }
 };
 
+template <Dtype D>
+void widen(const std::uint16_t* src, float* out, std::int64_t n) {
+  half::widen_block(D, src, out, n);
+}
+
+template <Dtype D>
+void round(const float* src, std::uint16_t* out, std::int64_t n, Rounding rounding,
+           std::uint32_t random_key, std::int64_t index0) {
+  half::round_block(D, src, out, n, rounding, random_key, index0);
+}
+
 }  // namespace
 
 KernelTable kernel_table() {
   static const Table table;  // built once, at import, before any thread can use it
+  using D = Dtype;
   return {table.rows,
           table.count,
-          {&sum_of_squares<float>, &sum_of_squares<double>},
-          {&flag_nonfinite<float>, &flag_nonfinite<double>}};
+          {&sum_of_squares<D::kFloat32>, &sum_of_squares<D::kFloat64>,
+           &sum_of_squares<D::kBFloat16>, &sum_of_squares<D::kFloat16>},
+          {&flag_nonfinite<D::kFloat32>, &flag_nonfinite<D::kFloat64>,
+           &flag_nonfinite<D::kBFloat16>, &flag_nonfinite<D::kFloat16>},
+          {&sweep_mixed<float>, &sweep_mixed<double>},
+          {&widen<D::kBFloat16>, &widen<D::kFloat16>},
+          {&round<D::kBFloat16>, &round<D::kFloat16>}};
 }
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS

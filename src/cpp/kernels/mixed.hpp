@@ -1,0 +1,119 @@
+// The blocked sweep: a rule over operands that are not all stored in its compute type.
+//
+// Half grads and half params are widened a block at a time into buffers that stay in L1, the
+// rule's own kernel (sweep.hpp, the same code as for float32 arrays) runs over the block, and the
+// half param is written back rounded. Each array element is still read once from memory and
+// written at most once: one pass over memory, as for native arrays. The block buffers add only L1
+// traffic, which a memory-bound step hides (docs/performance.md, "Mixed precision").
+//
+// Why blocks and not a format per operand inside the per-element loop: that makes a kernel per
+// (param format, grad format, rounding) for every row and level, ~30 times today's 500, and GCC 12
+// does not vectorize float16 conversions inside such a loop (it emits one vcvtph2ps per element).
+// Here every row keeps its two kernels, and the conversions are a handful of block functions.
+//
+// The operands (Operands' mixed-precision fields):
+//   grad         stored as grad_dtype: the compute type, or a half format (widened).
+//   master       fp32 master weights: the rule updates them in place, and the half param is
+//                written from them, rounded to nearest even.
+//   param        without a master, a half param is widened, plus its Kahan compensation when
+//                there is one, updated, and rounded (nearest or stochastic); the compensation
+//                keeps what the rounding lost.
+//   states       always the compute type.
+//
+// Compiled once per SIMD level (see rules/common.hpp for why it lives in the level's namespace).
+#pragma once
+
+#ifndef FASTOPT_LEVEL_NS
+#error "mixed.hpp is compiled once per SIMD level: include it only from kernels/levels/"
+#endif
+
+#include <cstdint>
+
+#include "kernels/half.hpp"
+#include "kernels/table.hpp"
+
+namespace fastopt::FASTOPT_LEVEL_NS {
+namespace detail {
+
+// Elements per block: 2 KiB buffers of float, well inside L1 beside the streams passing through.
+constexpr std::int64_t kMixedBlock = 512;
+
+// Where a block of the grad is read from: the array itself, or `buffer` holding it widened.
+template <class T>
+const T* grad_block(const Operands& ops, std::int64_t b, std::int64_t n, T* buffer) {
+  if (ops.grad_dtype == Dtype::kFloat32 || ops.grad_dtype == Dtype::kFloat64)
+    return static_cast<const T*>(ops.grad) + b;  // the compute type (the bindings ensure it)
+  const std::int64_t size = static_cast<std::int64_t>(sizeof(std::uint16_t));
+  const void* src = static_cast<const char*>(ops.grad) + b * size;
+  if constexpr (sizeof(T) == 4) {
+    half::widen_block(ops.grad_dtype, src, buffer, n);
+  } else {
+    float wide[kMixedBlock];
+    half::widen_block(ops.grad_dtype, src, wide, n);
+    for (std::int64_t i = 0; i < n; ++i) buffer[i] = wide[i];  // exact
+  }
+  return buffer;
+}
+
+// A half param with no master: widened into `p`, with its compensation added (exact unless the
+// two are 2^24 apart, and the same sum at every level).
+inline void load_half_param(const Operands& ops, std::int64_t b, std::int64_t n, float* p,
+                            float* c) {
+  half::widen_block(ops.param_dtype, static_cast<const std::uint16_t*>(ops.param) + b, p, n);
+  if (ops.compensation == nullptr) return;
+  half::widen_block(ops.param_dtype, static_cast<const std::uint16_t*>(ops.compensation) + b, c, n);
+  for (std::int64_t i = 0; i < n; ++i) p[i] = p[i] + c[i];
+}
+
+// Writes the updated `p` back to the half param; with compensation, keeps p - rounded(p) (exact:
+// the two are within a factor of two of each other) in the compensation buffer, rounded.
+inline void store_half_param(const Operands& ops, std::int64_t b, std::int64_t n, const float* p,
+                             float* c) {
+  std::uint16_t* param = static_cast<std::uint16_t*>(ops.param) + b;
+  half::round_block(ops.param_dtype, p, param, n, ops.rounding, ops.random_key, b);
+  if (ops.compensation == nullptr) return;
+  half::widen_block(ops.param_dtype, param, c, n);
+  for (std::int64_t i = 0; i < n; ++i) c[i] = p[i] - c[i];
+  half::round_block(ops.param_dtype, c, static_cast<std::uint16_t*>(ops.compensation) + b, n,
+                    Rounding::kNearest, 0, 0);
+}
+
+}  // namespace detail
+
+// KernelTable::mixed[compute]: ops.rule over elements [begin, end), a block at a time.
+template <class T>
+void sweep_mixed(const double* scalars, const Operands& ops, std::int64_t begin, std::int64_t end) {
+  alignas(64) T g[detail::kMixedBlock];
+  alignas(64) float p[detail::kMixedBlock];
+  alignas(64) float c[detail::kMixedBlock];
+  const bool half_param = is_half(ops.param_dtype);
+  for (std::int64_t b = begin; b < end;) {
+    // A block never crosses a multiple of 2^32 elements (half::block_key).
+    const std::int64_t wrap = ((b >> 32) + 1) << 32;
+    std::int64_t stop = end - b < detail::kMixedBlock ? end : b + detail::kMixedBlock;
+    stop = stop < wrap ? stop : wrap;
+    const std::int64_t n = stop - b;
+    Operands block = ops;
+    block.grad = detail::grad_block<T>(ops, b, n, g);
+    for (int s = 0; s < kMaxStates; ++s)
+      if (ops.state[s] != nullptr) block.state[s] = static_cast<T*>(ops.state[s]) + b;
+    if (!half_param) {
+      block.param = static_cast<T*>(ops.param) + b;
+    } else if (ops.master != nullptr) {
+      block.param = static_cast<float*>(ops.master) + b;
+    } else {
+      detail::load_half_param(ops, b, n, p, c);
+      block.param = p;
+    }
+    ops.rule(scalars, block, 0, n);
+    if (half_param && ops.master != nullptr) {
+      half::round_block(ops.param_dtype, static_cast<const float*>(block.param),
+                        static_cast<std::uint16_t*>(ops.param) + b, n, Rounding::kNearest, 0, 0);
+    } else if (half_param) {
+      detail::store_half_param(ops, b, n, p, c);
+    }
+    b = stop;
+  }
+}
+
+}  // namespace fastopt::FASTOPT_LEVEL_NS
