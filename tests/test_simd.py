@@ -67,6 +67,24 @@ for dtype in (np.float32, np.float64):
                 found.append(opt.skipped_updates)
                 expected.append(int(bad is not None))
 out["nonfinite"], out["nonfinite_expected"] = np.array(found), np.array(expected)
+# Half precision: the conversions on many float32 patterns, and every mode through two optimizers.
+import ml_dtypes
+from fastopt import _core
+patterns = rng.integers(0, 2**32, 300_000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+for fmt, dtype in (("bfloat16", ml_dtypes.bfloat16), ("float16", np.float16)):
+    out[f"widen-{fmt}"] = _core._widen_half(np.arange(2**16, dtype=np.uint16), fmt).view(np.uint32)
+    out[f"nearest-{fmt}"] = _core._round_half(patterns, fmt, False)
+    out[f"stochastic-{fmt}"] = _core._round_half(patterns, fmt, True, 1234, 2**32 - 5000)
+    for mode in ({}, {"rounding": "stochastic"}, {"compensation": True}):
+        for name in ("Adam", "Lion"):
+            opt = getattr(fastopt.optim, name)(lr=0.01, **mode)
+            params = {n: rng.standard_normal(n).astype(dtype) for n in (1, 7, 9, 17, 511, 513, 4099)}
+            for _ in range(4):
+                opt.update(params, {k: rng.standard_normal(v.shape).astype(dtype)
+                                    for k, v in params.items()})
+            tag = f"half-{fmt}-{name}-{sorted(mode)}"
+            for key, value in params.items():
+                out[f"{tag}-p-{key}"] = value.view(np.uint16)
 np.savez(sys.argv[1], **out)
 """
 

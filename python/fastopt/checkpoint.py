@@ -12,13 +12,16 @@ file's permissions follow the umask, like any file the process writes (see _crea
 from __future__ import annotations
 
 import os
+from types import SimpleNamespace
 from collections.abc import Callable, Hashable, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._base import Optimizer
+from ._base import Optimizer, half_options
+from ._dtypes import is_bfloat16, is_half
+from ._state import HALF_STATES
 from ._types import Params
 
 __all__ = ["save", "load", "CheckpointError"]
@@ -84,10 +87,15 @@ def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
 
     state = opt.state_dict()
     arrays: dict[str, np.ndarray] = {}
+    bfloat16: list[str] = []  # arrays stored as their bits: .npy has no bfloat16
 
     def store(value: np.ndarray) -> str:
         name = f"a{len(arrays)}"
-        arrays[name] = np.asarray(value)
+        value = np.asarray(value)
+        if is_bfloat16(value.dtype):
+            bfloat16.append(name)
+            value = value.view(np.uint16)
+        arrays[name] = value
         return name
 
     manifest = {
@@ -103,6 +111,7 @@ def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
         if params is None
         else [[_encode_key(k), store(np.asarray(v))] for k, v in params.items()],
     }
+    manifest["bfloat16"] = bfloat16
     arrays["__manifest__"] = np.array(json.dumps(manifest))
     handle, temporary = _create_beside(Path(path))
     try:
@@ -158,6 +167,7 @@ def load(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
     state, saved_params = _decode(path, manifest, arrays)
     if params is not None:
         _check_params(path, params, saved_params)
+        _check_half_state(path, opt, state, params)
     try:
         opt.load_state_dict(state)  # validates everything, then restores
     except (TypeError, ValueError) as error:
@@ -226,6 +236,7 @@ def _entries(
 def _decode(
     path: Any, manifest: dict[str, Any], arrays: dict[str, np.ndarray]
 ) -> tuple[dict[str, Any], dict[Hashable, np.ndarray] | None]:
+    _restore_bfloat16(path, manifest, arrays)
     hyperparameters = _field(path, manifest, "hyperparameters", dict)
     states = _field(path, manifest, "state", dict)
     saved_params = manifest.get("params")
@@ -273,3 +284,52 @@ def _check_params(
                 f"param {key!r} is a scalar, replaced on load, so params must be a mutable "
                 f"mapping; got {type(params).__name__}"
             )
+
+
+def _restore_bfloat16(path: Any, manifest: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """The arrays saved as the bits of bfloat16 ones, as bfloat16 again (ml_dtypes needed)."""
+    names = manifest.get("bfloat16", [])
+    if not names:
+        return
+    if not (isinstance(names, list) and all(name in arrays for name in names)):
+        raise CheckpointError(f"{path} is damaged: its manifest's 'bfloat16' names no arrays")
+    try:
+        import ml_dtypes
+    except ImportError as error:
+        raise CheckpointError(
+            f"{path} holds bfloat16 arrays: reading them needs ml_dtypes (pip install ml_dtypes, "
+            "or fastopt's extra [bf16])"
+        ) from error
+    for name in names:
+        if arrays[name].dtype != np.uint16:
+            raise CheckpointError(f"{path} is damaged: array {name} is not bfloat16 bits")
+        arrays[name] = arrays[name].view(ml_dtypes.bfloat16)
+
+
+def _check_half_state(path: Any, opt: Optimizer, state: dict[str, Any], params: Params) -> None:
+    """Every half param with optimizer state has the master copy (or compensation) its settings
+    keep: a checkpoint without them would resume with different numbers."""
+    settings = dict(vars(opt))
+    settings.update(state["hyperparameters"])
+    try:
+        options = half_options(SimpleNamespace(**settings))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}: {error}") from error
+    wanted = [name for name, on in zip(HALF_STATES, _kept(options)) if on]
+    arrays = state["state"]
+    for key, value in params.items():
+        if not (isinstance(value, np.ndarray) and is_half(value.dtype)):
+            continue
+        has_state = any(key in arrays.get(name, {}) for name in opt._state_names)
+        for name in wanted:
+            if has_state and key not in arrays.get(name, {}):
+                raise CheckpointError(
+                    f"{path} holds optimizer state for the {value.dtype} param {key!r} but no "
+                    f"{name!r} for it, which this optimizer's settings keep: resuming without "
+                    "it would change the numbers"
+                )
+
+
+def _kept(options: dict[str, Any]) -> tuple[bool, bool]:
+    """(keeps a master, keeps a compensation) under half_options()'s result."""
+    return options["master_weights"], options["compensation"]

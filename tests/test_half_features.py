@@ -1,0 +1,252 @@
+"""Half precision with everything else: mixed grad and param dtypes, threads, clipping, non-finite
+grads, checkpoints, EMA, option checks, errors, and ml_dtypes left unimported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import fastopt
+import numpy as np
+import pytest
+from fastopt import _core
+from fastopt import _reference_half as ref
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+bf16 = ml_dtypes.bfloat16
+HALF = (bf16, np.float16)
+
+
+def fmt(dtype) -> str:
+    return "float16" if dtype == np.float16 else "bfloat16"
+
+
+@pytest.mark.parametrize("grad_dtype", HALF)
+@pytest.mark.parametrize("param_dtype", (np.float32, np.float64))
+def test_half_grads_are_read_widened(param_dtype, grad_dtype):
+    rng = np.random.default_rng(0)
+    params = {n: rng.standard_normal(n).astype(param_dtype) for n in (1, 9, 513, 3000)}
+    twin = {k: v.copy() for k, v in params.items()}
+    opt, other = fastopt.optim.AdamW(lr=0.01), fastopt.optim.AdamW(lr=0.01)
+    for _ in range(3):
+        grads = {k: rng.standard_normal(v.shape).astype(grad_dtype) for k, v in params.items()}
+        opt.update(params, grads)
+        other.update(twin, {k: g.astype(param_dtype) for k, g in grads.items()})
+    for k in params:
+        assert np.array_equal(params[k], twin[k])
+
+
+@pytest.mark.parametrize("grad_dtype", (np.float32, np.float64, np.int32))
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_params_take_other_grads_as_float32(dtype, grad_dtype):
+    rng = np.random.default_rng(1)
+    params = {"w": rng.standard_normal(700).astype(dtype)}
+    masters = {"w": params["w"].astype(np.float32)}
+    opt, other = fastopt.Adam(), fastopt.Adam()
+    for _ in range(3):
+        grad = (rng.standard_normal(700) * 3).astype(grad_dtype)
+        opt.update(params, {"w": grad})
+        other.update(masters, {"w": grad.astype(np.float32)})  # float64 rounds to float32 first
+    assert np.array_equal(opt.master["w"], masters["w"])
+    assert np.array_equal(params["w"].view(np.uint16), ref.round_half(masters["w"], fmt(dtype)))
+
+
+@pytest.mark.parametrize("mode", [{}, {"rounding": "stochastic"}, {"compensation": True}])
+@pytest.mark.parametrize("dtype", HALF)
+def test_results_do_not_depend_on_threads(dtype, mode):
+    rng = np.random.default_rng(2)
+    start = {
+        "a": rng.standard_normal(300_001).astype(dtype),
+        "b": rng.standard_normal(7).astype(dtype),
+    }
+    grads = [
+        {k: rng.standard_normal(v.shape).astype(dtype) for k, v in start.items()} for _ in range(3)
+    ]
+    results = []
+    for threads, sharing in ((1, 0), (2, 1)):
+        params = {k: v.copy() for k, v in start.items()}
+        opt = fastopt.optim.Adam(lr=0.01, **mode)
+        _core._force_sharing(sharing)
+        try:
+            with fastopt.num_threads(threads):
+                for g in grads:
+                    opt.update(params, g)
+        finally:
+            _core._force_sharing(-1)
+        results.append((params, opt.state_dict()))
+    (p1, s1), (p2, s2) = results
+    for k in start:
+        assert np.array_equal(p1[k].view(np.uint16), p2[k].view(np.uint16))
+        for name, arrays in s1["state"].items():
+            if k in arrays:
+                assert np.array_equal(arrays[k].view(np.uint8), s2["state"][name][k].view(np.uint8))
+
+
+def test_nearest_loses_small_steps_and_stochastic_and_kahan_keep_them():
+    grads = {"w": np.ones(20_000, bf16)}
+    moved = {}
+    for name, mode in {"nearest": {"master_weights": False}, "stochastic": {"rounding": "stochastic"},
+                       "kahan": {"compensation": True}, "master": {}}.items():  # fmt: skip
+        params = {"w": np.ones(20_000, bf16)}
+        opt = fastopt.SGD(lr=1e-4, **mode)
+        for _ in range(100):
+            opt.update(params, grads)
+        # What the optimizer holds: the param, plus its compensation (Kahan) or as its master.
+        held = params["w"].astype(np.float64)
+        if name == "kahan":
+            held += opt.compensation_buffer["w"].astype(np.float64)
+        if name == "master":
+            held = opt.master["w"].astype(np.float64)
+        moved[name] = float(1.0 - held.mean())
+    assert moved["nearest"] == 0.0  # 1e-4 is under half an ulp of 1.0 (2**-8 / 2)
+    for name in ("stochastic", "kahan", "master"):
+        assert moved[name] == pytest.approx(0.01, rel=0.02), name
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_clipping_reads_half_grads_widened(dtype):
+    rng = np.random.default_rng(3)
+    grads = {n: (rng.standard_normal(n) * 10).astype(dtype) for n in (5, 9000)}
+    wide = {k: g.astype(np.float64) for k, g in grads.items()}
+    assert fastopt.global_norm(grads) == fastopt.global_norm(wide)
+    params = {k: np.zeros(g.shape, dtype) for k, g in grads.items()}
+    twin = {k: np.zeros(g.shape, np.float32) for k, g in grads.items()}
+    opt, other = fastopt.SGD(max_grad_norm=1.0), fastopt.SGD(max_grad_norm=1.0)
+    opt.update(params, grads)
+    other.update(twin, {k: g.astype(np.float32) for k, g in grads.items()})
+    assert opt.last_grad_norm == other.last_grad_norm
+    for k in params:
+        assert np.array_equal(opt.master[k], twin[k])
+
+
+@pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("dtype", HALF)
+def test_nonfinite_half_grads_skip_or_raise_naming_the_key(dtype, bad):
+    params = {"ok": np.ones(40, dtype), "bad": np.ones(3000, dtype)}
+    grads = {"ok": np.ones(40, dtype), "bad": np.ones(3000, dtype)}
+    grads["bad"][1234] = bad
+    skip = fastopt.Adam(nonfinite="skip")
+    skip.update(params, grads)
+    assert skip.skipped_updates == 1 and not skip.master and (params["bad"] == 1).all()
+    with pytest.raises(FloatingPointError, match=r"grads\['bad'\].*1 (nan|inf)"):
+        fastopt.Adam(nonfinite="raise").update(params, grads)
+
+
+@pytest.mark.parametrize(
+    "mode", [{}, {"rounding": "stochastic", "seed": 3}, {"compensation": True}]
+)
+@pytest.mark.parametrize("dtype", HALF)
+def test_checkpoints_round_trip_and_resume_bit_exactly(tmp_path, dtype, mode):
+    rng = np.random.default_rng(4)
+    params = {
+        "w": rng.standard_normal((30, 7)).astype(dtype),
+        "b": rng.standard_normal(5).astype(dtype),
+    }
+    grads = [
+        {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()} for _ in range(4)
+    ]
+    opt = fastopt.optim.AdamW(lr=0.01, **mode)
+    for g in grads[:2]:
+        opt.update(params, g)
+    fastopt.save(tmp_path / "c.npz", opt, params)
+    other_params = {k: np.zeros_like(v) for k, v in params.items()}
+    other = fastopt.optim.AdamW(lr=0.01)  # the options come from the checkpoint
+    fastopt.load(tmp_path / "c.npz", other, other_params)
+    assert (other.rounding, other.compensation, other.seed) == (
+        opt.rounding,
+        opt.compensation,
+        opt.seed,
+    )
+    for name in ("master", "compensation"):
+        saved = opt._state.arrays[name]
+        loaded = other._state.arrays[name]
+        assert saved.keys() == loaded.keys()
+        for k in saved:
+            assert loaded[k].dtype == saved[k].dtype
+            assert np.array_equal(loaded[k].view(np.uint8), saved[k].view(np.uint8))
+    for g in grads[2:]:
+        opt.update(params, g)
+        other.update(other_params, g)
+    for k in params:
+        assert np.array_equal(params[k].view(np.uint16), other_params[k].view(np.uint16))
+
+
+def test_a_checkpoint_without_masters_is_refused(tmp_path):
+    params = {"w": np.ones(10, bf16)}
+    opt = fastopt.Adam()
+    opt.update(params, {"w": np.ones(10, bf16)})
+    state = opt.state_dict()
+    del state["state"]["master"]["w"]
+    other = fastopt.Adam()
+    other.load_state_dict(state)
+    fastopt.save(tmp_path / "c.npz", other, params)
+    with pytest.raises(fastopt.CheckpointError, match="no 'master' for it"):
+        fastopt.load(tmp_path / "c.npz", fastopt.Adam(), {"w": np.ones(10, bf16)})
+    before = params["w"].copy()
+    with pytest.raises(ValueError, match=r"params\['w'\] is bfloat16 .* no master"):
+        other.update(params, {"w": np.ones(10, bf16)})
+    assert np.array_equal(params["w"], before) and "w" not in other.master
+
+
+def test_changing_the_settings_after_masters_exist_is_refused():
+    params = {"w": np.ones(10, np.float16)}
+    opt = fastopt.Adam()
+    opt.update(params, {"w": np.ones(10, np.float16)})
+    opt.master_weights = False
+    with pytest.raises(ValueError, match="has a master in opt.master"):
+        opt.update(params, {"w": np.ones(10, np.float16)})
+
+
+def test_bad_option_combinations_fail_at_construction():
+    with pytest.raises(ValueError, match="master_weights=False"):
+        fastopt.Adam(master_weights=True, rounding="stochastic")
+    with pytest.raises(ValueError, match="master_weights=False"):
+        fastopt.optim.SGD(master_weights=True, compensation=True)
+    with pytest.raises(ValueError, match="rounding"):
+        fastopt.SGD(rounding="up")
+    with pytest.raises(ValueError, match="seed"):
+        fastopt.SGD(seed=-1)
+    with pytest.raises(ValueError, match="compensation=True"):
+        fastopt.SGD(rounding="stochastic", compensation=True)
+
+
+def test_a_replaced_param_of_another_dtype_is_detected():
+    params = {"w": np.ones(10, bf16)}
+    opt = fastopt.Adam()
+    opt.update(params, {"w": np.ones(10, bf16)})
+    params["w"] = np.ones(10, np.float64)
+    with pytest.raises(ValueError, match="changed dtype"):
+        opt.update(params, {"w": np.ones(10)})
+
+
+def test_ema_of_masters_and_of_half_params():
+    rng = np.random.default_rng(5)
+    params = {"w": rng.standard_normal(100).astype(bf16)}
+    opt, ema, ema_half = fastopt.Adam(lr=0.01), fastopt.EMA(0.9), fastopt.EMA(0.9)
+    for _ in range(5):
+        opt.update(params, {"w": rng.standard_normal(100).astype(bf16)})
+        ema.update(opt.master_params(params))
+        ema_half.update(params)
+    assert ema.shadow["w"].dtype == ema_half.shadow["w"].dtype == np.float32
+    assert not np.array_equal(ema.shadow["w"], ema_half.shadow["w"])  # masters, not rounded
+    average = ema.shadow["w"].copy()
+    held = params["w"].copy()
+    with ema.averaged(params):
+        assert np.array_equal(params["w"].view(np.uint16), ref.round_half(average, "bfloat16"))
+    assert np.array_equal(params["w"].view(np.uint16), held.view(np.uint16))
+    assert np.array_equal(ema.shadow["w"], average)  # the average itself came back exact
+
+
+def test_fastopt_never_imports_ml_dtypes_and_works_without_it():
+    code = (
+        "import sys; sys.modules['ml_dtypes'] = None\n"
+        "import numpy as np, fastopt\n"
+        "p = {'w': np.ones(9, np.float16)}\n"
+        "fastopt.Adam().update(p, {'w': np.ones(9, np.float16)})\n"
+        "assert p['w'].dtype == np.float16 and (p['w'] < 1).all()\n"
+        "import importlib; sys.modules.pop('ml_dtypes')\n"
+        "import fastopt.checkpoint\n"
+        "print(sorted(m for m in sys.modules if m.startswith('ml_dtypes')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
