@@ -85,8 +85,13 @@ def test_results_do_not_depend_on_threads(dtype, mode):
 def test_nearest_loses_small_steps_and_stochastic_and_kahan_keep_them():
     grads = {"w": np.ones(20_000, bf16)}
     moved = {}
-    for name, mode in {"nearest": {"master_weights": False}, "stochastic": {"rounding": "stochastic"},
-                       "kahan": {"compensation": True}, "master": {}}.items():  # fmt: skip
+    modes = {
+        "nearest": {"master_weights": False},
+        "stochastic": {"rounding": "stochastic"},
+        "kahan": {"compensation": True},
+        "master": {},
+    }
+    for name, mode in modes.items():
         params = {"w": np.ones(20_000, bf16)}
         opt = fastopt.SGD(lr=1e-4, **mode)
         for _ in range(100):

@@ -17,7 +17,6 @@ import fastopt
 import numpy as np
 import pytest
 from conftest import BOOK, OPTIM_CASES, case_id
-from fastopt import _core
 from fastopt import _reference_half as ref
 
 ml_dtypes = pytest.importorskip("ml_dtypes")

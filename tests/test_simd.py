@@ -78,7 +78,8 @@ for fmt, dtype in (("bfloat16", ml_dtypes.bfloat16), ("float16", np.float16)):
     for mode in ({}, {"rounding": "stochastic"}, {"compensation": True}):
         for name in ("Adam", "Lion"):
             opt = getattr(fastopt.optim, name)(lr=0.01, **mode)
-            params = {n: rng.standard_normal(n).astype(dtype) for n in (1, 7, 9, 17, 511, 513, 4099)}
+            params = {n: rng.standard_normal(n).astype(dtype)
+                      for n in (1, 7, 9, 17, 511, 513, 4099)}
             for _ in range(4):
                 opt.update(params, {k: rng.standard_normal(v.shape).astype(dtype)
                                     for k, v in params.items()})

@@ -12,9 +12,9 @@ file's permissions follow the umask, like any file the process writes (see _crea
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 from collections.abc import Callable, Hashable, MutableMapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
