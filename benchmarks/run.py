@@ -20,6 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contenders as cs  # noqa: E402
 import fastopt  # noqa: E402
 import loop  # noqa: E402
+import mixed  # noqa: E402
+import precision  # noqa: E402
 from harness import interleaved  # noqa: E402
 from report import Table, machine, plot_sweep, write_json  # noqa: E402
 
@@ -262,7 +264,18 @@ def main(argv=None) -> int:
         "--only",
         nargs="*",
         help="run only these sections",
-        choices=["loop", "large", "networks", "overhead", "every", "optim", "nonfinite", "sweep"],
+        choices=[
+            "loop",
+            "large",
+            "mixed",
+            "precision",
+            "networks",
+            "overhead",
+            "every",
+            "optim",
+            "nonfinite",
+            "sweep",
+        ],  # fmt: skip
     )
     args = parser.parse_args(argv)
     if args.repeats < 7 and not args.quick:
@@ -284,6 +297,8 @@ def main(argv=None) -> int:
         "loop_large": lambda: loop.large_in_company(5 if args.quick else 15, large),
         # Then the microbenchmarks: back-to-back calls, the best case for caches and threads.
         "large": lambda: large_arrays(max(args.repeats, 15), large),
+        "mixed": lambda: mixed.mixed_precision(max(args.repeats, 11), large),
+        "precision": lambda: precision.precision(args.quick, args.out),
         "networks": lambda: networks(args.repeats),
         "overhead": lambda: call_overhead(args.repeats),
         "every": lambda: every_optimizer(args.repeats, 1 << (16 if args.quick else 20)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 import numpy as np
 
@@ -21,12 +22,17 @@ class MemoryTrafficProbe:
     meaningless.
     """
 
-    def __init__(self, num_states: int) -> None:
+    def __init__(self, num_states: int, **half: Any) -> None:
+        """``half``: the core's options for half params (master_weights, rounding,
+        compensation), so that the probe makes the same loads, stores and conversions as an
+        optimizer updating half params that way."""
         if num_states not in (0, 1, 2, 3):
             raise ValueError(f"num_states must be 0, 1, 2 or 3; got {num_states!r}")
         index, names = rule(f"traffic{num_states}").variant({})
-        self._updater = _core.Updater(index, names)
-        self.state: dict[str, dict[Hashable, np.ndarray]] = {name: {} for name in names}
+        self._updater = _core.Updater(index, names, **half)
+        self.state: dict[str, dict[Hashable, np.ndarray]] = {
+            name: {} for name in (*names, "master", "compensation")
+        }
 
     def update(self, params: dict[Hashable, np.ndarray], grads: Grads) -> None:
         self._updater.run(params, grads, self.state, ())
