@@ -255,3 +255,103 @@ def test_fastopt_never_imports_ml_dtypes_and_works_without_it():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_tied_half_params_with_masters_are_refused_and_without_add_up():
+    w = np.zeros(4, bf16)
+    opt = fastopt.SGD(lr=1.0)
+    with pytest.raises(ValueError, match=r"params\['a'\] and params\['b'\] share memory"):
+        opt.update({"a": w, "b": w}, {"a": np.ones(4), "b": np.ones(4)})
+    assert (w == 0).all() and not opt.master
+    view = w.view(np.float16)  # the same bytes under another dtype
+    with pytest.raises(ValueError, match="share memory"):
+        opt.update({"a": w, "b": view}, {"a": np.ones(4), "b": np.ones(4)})
+    for mode in ({"rounding": "stochastic"}, {"compensation": True}, {"master_weights": False}):
+        w[...] = 0
+        direct = fastopt.SGD(lr=1.0, **mode)
+        for _ in range(3):
+            direct.update({"a": w, "b": w}, {"a": np.ones(4), "b": np.ones(4)})
+        assert (w == -6).all(), mode
+
+
+def test_a_master_left_from_a_half_param_is_not_reused():
+    params = {"w": np.zeros(3, bf16)}
+    opt = fastopt.SGD(lr=1.0)
+    opt.update(params, {"w": np.ones(3)})
+    params["w"] = params["w"].astype(np.float32)
+    with pytest.raises(ValueError, match=r"params\['w'\] is float32 but opt.master holds"):
+        opt.update(params, {"w": np.ones(3)})
+    del opt.master["w"]
+    opt.update(params, {"w": np.ones(3)})
+    assert (params["w"] == -2).all()
+
+
+def test_kahan_survives_an_overflow_to_inf():
+    params = {"w": np.full(4, 65504, np.float16)}
+    opt = fastopt.SGD(lr=1.0, compensation=True)
+    for _ in range(20):
+        opt.update(params, {"w": np.full(4, -1.0, np.float32)})
+    assert np.isinf(params["w"]).all()  # 65504 + 20 rounds to inf, as IEEE says
+    assert (opt.compensation_buffer["w"] == 0).all()  # not -inf: inf + -inf would be nan
+    opt.update(params, {"w": np.full(4, 100.0, np.float32)})
+    assert np.isinf(params["w"]).all() and not np.isnan(params["w"]).any()
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_clipping_half_grads_in_place_computes_in_float32(dtype):
+    g = {"w": np.full(400_000, 60000 if dtype == np.float16 else 1e30, dtype)}
+    wide = g["w"].astype(np.float64)
+    norm = fastopt.clip_grad_norm(g, 1.0)
+    expected = (wide * np.float32(1.0 / (norm + 1e-6))).astype(np.float32).astype(dtype)
+    assert np.array_equal(g["w"].view(np.uint16), expected.view(np.uint16))
+    assert fastopt.global_norm(g) == pytest.approx(1.0, rel=1e-2)
+    small = {"w": np.full(8, 0.5, dtype)}
+    fastopt.clip_grad_value(small, 0.1)
+    assert np.array_equal(small["w"], np.full(8, np.float32(0.1)).astype(dtype))
+
+
+def test_states_of_a_two_byte_aligned_half_param_are_aligned():
+    n = 1 << 16
+    w = np.ones(n + 1, bf16)[1:]
+    assert w.ctypes.data % 4 == 2
+    opt = fastopt.Adam()
+    opt.update({"w": w}, {"w": np.ones(n, bf16)})
+    for array in (opt.m["w"], opt.v["w"], opt.master["w"]):
+        assert array.flags.aligned and array.ctypes.data % 4 == 0
+    m = opt.m["w"]
+    opt.update({"w": w}, {"w": np.ones(n, bf16)})
+    assert opt.m["w"] is m  # used in place, not copied again
+
+
+def test_contradictory_half_settings_in_a_state_dict_are_refused():
+    opt = fastopt.Adam()
+    state = opt.state_dict()
+    state["hyperparameters"].update(master_weights=True, rounding="stochastic")
+    with pytest.raises(ValueError, match="master_weights=False"):
+        opt.load_state_dict(state)
+    assert opt.master_weights is None and opt.rounding == "nearest"
+
+
+def test_a_damaged_bfloat16_list_is_a_checkpoint_error(tmp_path):
+    import json
+
+    params = {"w": np.ones(3, bf16)}
+    opt = fastopt.Adam()
+    opt.update(params, {"w": np.ones(3)})
+    fastopt.save(tmp_path / "c.npz", opt, params)
+    for damage in (lambda names: [names], lambda names: names + names, lambda names: ["zz"]):
+        with np.load(tmp_path / "c.npz") as data:
+            stored = dict(data)
+        manifest = json.loads(str(stored["__manifest__"]))
+        manifest["bfloat16"] = damage(manifest["bfloat16"])
+        stored["__manifest__"] = np.array(json.dumps(manifest))
+        np.savez(tmp_path / "bad.npz", **stored)
+        with pytest.raises(fastopt.CheckpointError, match="'bfloat16' must list"):
+            fastopt.load(tmp_path / "bad.npz", fastopt.Adam(), {"w": np.ones(3, bf16)})
+
+
+def test_bfloat16_scalars_are_real_numbers():
+    params = {"w": np.float32(1.0), "v": bf16(2.0)}
+    fastopt.SGD(lr=0.5).update(params, {"w": bf16(1.0), "v": bf16(1.0)})
+    assert params["w"] == 0.5 and params["v"] == 1.5
+    assert fastopt.global_norm({"w": bf16(3.0)}) == 3.0

@@ -8,7 +8,8 @@ conversions (fastopt._reference_half):
   nearest     widen the half param, one float32 step, round to nearest even;
   stochastic  the same, rounded with the counter-based bits of (seed, step, key, index);
   kahan       widen the param and add the compensation, one float32 step, round to nearest, and
-              keep the difference (rounded) as the new compensation.
+              keep the difference (rounded) as the new compensation (0 where the param overflowed
+              to inf).
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ def step_reference(mode, fmt, seed, step, ref_opt, params, compensation, grads32
         key = ref.random_key(seed, step, k) if mode == "stochastic" else None
         rounded = ref.round_half(value, fmt, key)
         bits(params[k])[...] = rounded
-        if mode == "kahan":
-            rest = value - widen(params[k])
+        if mode == "kahan":  # what rounding lost; nothing where it overflowed to inf
+            rounded = widen(params[k])
+            rest = np.where(np.isinf(rounded), np.float32(0), value - rounded)
             bits(compensation[k])[...] = ref.round_half(rest, fmt)
 
 

@@ -65,6 +65,20 @@ def _checked_hyperparameters(opt: Optimizer, given: Mapping[str, Any]) -> dict[s
     return checked
 
 
+def _check_half_options(opt: Optimizer, hyperparameters: dict[str, Any]) -> None:
+    """The half-precision options as they will be after loading must agree with each other."""
+    from types import SimpleNamespace
+
+    from ._base import half_options  # (a cycle at import: _base imports this module)
+
+    names = ("master_weights", "rounding", "compensation", "seed")
+    settings = {name: hyperparameters.get(name, getattr(opt, name)) for name in names}
+    try:
+        half_options(SimpleNamespace(**settings))
+    except ValueError as error:
+        raise ValueError(f"hyperparameters: {error}") from error
+
+
 def _checked_counters(opt: Optimizer, given: Mapping[str, Any]) -> tuple[int, dict[str, float]]:
     allowed = {opt.step_name, *opt.counters, *_LEGACY_COUNTERS}
     unknown = sorted(set(given) - allowed, key=repr)
@@ -132,6 +146,7 @@ def load_state_dict(opt: Optimizer, state: Mapping[str, Any]) -> None:
     if found != kind(type(opt)):
         raise ValueError(f"this checkpoint is for {found!r}, not {kind(type(opt))!r}")
     hyperparameters = _checked_hyperparameters(opt, _section(state, "hyperparameters"))
+    _check_half_options(opt, hyperparameters)
     steps, counters = _checked_counters(opt, _section(state, "counters"))
     arrays = _checked_arrays(opt, _section(state, "state"))
     # A schedule (the optimizer's, or one loaded as "lr") is called at the loaded step here,

@@ -291,8 +291,14 @@ def _restore_bfloat16(path: Any, manifest: dict[str, Any], arrays: dict[str, np.
     names = manifest.get("bfloat16", [])
     if not names:
         return
-    if not (isinstance(names, list) and all(name in arrays for name in names)):
-        raise CheckpointError(f"{path} is damaged: its manifest's 'bfloat16' names no arrays")
+    if not (
+        isinstance(names, list)
+        and all(isinstance(name, str) and name in arrays for name in names)
+        and len(set(names)) == len(names)
+    ):
+        raise CheckpointError(
+            f"{path} is damaged: its manifest's 'bfloat16' must list stored arrays, each once"
+        )
     try:
         import ml_dtypes
     except ImportError as error:

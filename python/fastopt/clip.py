@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from ._dtypes import is_floating
+from ._dtypes import is_floating, is_half
 
 __all__ = ["global_norm", "clip_grad_norm", "clip_grad_value"]
 
@@ -22,7 +22,10 @@ Grads = MutableMapping[Hashable, Any]
 
 
 def _is_real_scalar(value: Any) -> bool:
-    """A Python or NumPy real number (not a bool): a grad update() takes for a scalar param."""
+    """A Python or NumPy real number (not a bool; a bfloat16 scalar too): a grad update() takes
+    for a scalar param."""
+    if isinstance(value, np.generic) and is_floating(value.dtype):
+        return True
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
         value, (bool, np.bool_)
     )
@@ -114,10 +117,17 @@ def clip_grad_norm(grads: Grads, max_norm: float, *, error_if_nonfinite: bool = 
         # Each array once: a grad shared by two keys (tied weights) is one gradient in memory,
         # and the fused max_grad_norm path scales each key's reads once too.
         for value in {id(value): value for value in arrays.values()}.values():
-            np.multiply(value, scale, out=value)
+            np.multiply(value, _factor(value, scale), out=value, casting="same_kind")
         for key, value in scalars.items():
             grads[key] = np.float64(value) * scale
     return norm
+
+
+def _factor(array: np.ndarray, value: float) -> Any:
+    """`value` for arithmetic with `array`: a float32 for a half array (NumPy would otherwise round
+    a Python float to float16 or bfloat16 first: a clipping scale under 6e-8 became 0), computed
+    in float32 and rounded once into the array, as the fused max_grad_norm does."""
+    return np.float32(value) if is_half(array.dtype) else value
 
 
 def clip_grad_value(grads: Grads, clip: float) -> None:
@@ -126,6 +136,7 @@ def clip_grad_value(grads: Grads, clip: float) -> None:
     clip = _positive_real("clip", clip, zero=True)
     arrays, scalars = _clippable(grads)
     for value in arrays.values():
-        np.clip(value, -clip, clip, out=value)
+        bound = _factor(value, clip)
+        np.clip(value, -bound, bound, out=value, casting="same_kind")
     for key, value in scalars.items():
         grads[key] = np.clip(np.float64(value), -clip, clip)

@@ -1,8 +1,11 @@
 #include "bindings/aliasing.hpp"
 
+#include <pybind11/pybind11.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <string>
 
 #include "bindings/predicates.hpp"
 
@@ -22,11 +25,9 @@ Written range_of(const void* data, std::int64_t size, Dtype dtype, std::size_t t
   return {begin, begin + static_cast<std::uintptr_t>(size * bytes_of(dtype)), task};
 }
 
-// The union of every task's written arrays: sorted, disjoint stretches, each marked with the one
-// task that writes it or kSeveralKeys.
-std::vector<Written> written_memory(const Scratch& scratch) {
+// Every written range of every task, sorted by where it begins.
+std::vector<Written> sorted_ranges(const Scratch& scratch) {
   std::vector<Written> ranges;
-  ranges.reserve(scratch.tasks.size() * 2);
   for (std::size_t t = 0; t < scratch.tasks.size(); ++t) {
     const runtime::Task& task = scratch.tasks[t];
     const Dtype dtype = scratch.origins[t].dtype;
@@ -41,6 +42,13 @@ std::vector<Written> written_memory(const Scratch& scratch) {
   }
   std::sort(ranges.begin(), ranges.end(),
             [](const Written& a, const Written& b) { return a.begin < b.begin; });
+  return ranges;
+}
+
+// The union of every task's written arrays: sorted, disjoint stretches, each marked with the one
+// task that writes it or kSeveralKeys.
+std::vector<Written> written_memory(const Scratch& scratch) {
+  const std::vector<Written> ranges = sorted_ranges(scratch);
   std::vector<Written> merged;
   for (const Written& r : ranges) {
     if (merged.empty() || r.begin >= merged.back().end) {
@@ -66,6 +74,29 @@ bool touches_another_key(const std::vector<Written>& written, std::uintptr_t beg
 }
 
 }  // namespace
+
+void check_tied_masters(const Scratch& scratch) {
+  const std::vector<Written> ranges = sorted_ranges(scratch);
+  const Written* reach = nullptr;  // the range reaching furthest so far
+  for (const Written& r : ranges) {
+    if (reach != nullptr && r.begin < reach->end && r.task != reach->task &&
+        (scratch.tasks[r.task].ops.master != nullptr ||
+         scratch.tasks[reach->task].ops.master != nullptr)) {
+      const std::size_t first = std::min(r.task, reach->task),
+                        second = std::max(r.task, reach->task);
+      const std::size_t half = scratch.tasks[first].ops.master != nullptr ? first : second;
+      throw pybind11::value_error(
+          "params[" + std::string(pybind11::repr(scratch.origins[first].key)) + "] and params[" +
+          std::string(pybind11::repr(scratch.origins[second].key)) + "] share memory, and params[" +
+          std::string(pybind11::repr(scratch.origins[half].key)) + "] is " +
+          dtype_name(scratch.origins[half].dtype) +
+          " with master weights: each key keeps its own float32 master and writes the param "
+          "from it, so tied keys would overwrite each other's updates. Give the tied array one "
+          "key, or use master_weights=False (with rounding='stochastic' or compensation=True).");
+    }
+    if (reach == nullptr || r.end > reach->end) reach = &r;
+  }
+}
 
 Aliasing find_aliasing(const Scratch& scratch, bool several_threads) {
   Aliasing found;

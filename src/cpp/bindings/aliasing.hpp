@@ -30,4 +30,10 @@ struct Aliasing {
 // thread the tasks run whole and in order already.
 Aliasing find_aliasing(const Scratch& scratch, bool several_threads);
 
+// Raises ValueError, naming both keys, when a half param with a master copy shares memory with
+// another key's arrays (tied half weights): each key updates its own master and writes the param
+// from it, so the keys would overwrite each other's updates instead of adding to them. Called
+// in validation, before anything is written, when some task has a master.
+void check_tied_masters(const Scratch& scratch);
+
 }  // namespace fastopt::bindings

@@ -79,8 +79,9 @@ py::array zeros_like(const ParamSpan& param, int slot, py::dtype dtype) {
   }
   py::array_t<std::uint8_t> buffer(nbytes + kPage);
   const auto base = reinterpret_cast<std::uintptr_t>(buffer.mutable_data());
-  const auto target =
-      (reinterpret_cast<std::uintptr_t>(p.data()) + (slot + 1) * kStaggerStep) % kPage;
+  auto target = (reinterpret_cast<std::uintptr_t>(p.data()) + (slot + 1) * kStaggerStep) % kPage;
+  // A half param may be aligned to 2 bytes only: its float32 states must still be aligned to 4.
+  target -= target % static_cast<std::uintptr_t>(dtype.itemsize());
   std::uint8_t* start = buffer.mutable_data() + (target - base % kPage + kPage) % kPage;
   std::memset(start, 0, static_cast<std::size_t>(nbytes));
   return py::array(dtype, shape, strides, start, buffer);  // a view that keeps `buffer` alive

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <string>
 
+#include "bindings/aliasing.hpp"
 #include "bindings/aligned_dict.hpp"
 #include "bindings/arrays.hpp"
 #include "bindings/predicates.hpp"
@@ -110,6 +111,7 @@ class Planner {
                  bool* had_state);
   void half_arrays(PyObject* key, const ArrayView& param, PyObject* param_array, bool had_state,
                    runtime::Task* task);
+  void no_half_arrays(PyObject* key, const ArrayView& param);
   void* extra_state(PyObject* key, PyObject* dict, bool wanted, const StateSpec& spec,
                     const ArrayView& param, PyObject* param_array, bool had_state);
   bool grad_shares_a_state(const runtime::Task& task, const ArrayView& param,
@@ -152,7 +154,11 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   bool had_state = false;
   for (int s = 0; s < row_.num_states; ++s)
     task.ops.state[s] = state_of(s, key, param, param_array, &had_state);
-  if (is_half(param.dtype)) half_arrays(key, param, param_array, had_state, &task);
+  if (is_half(param.dtype)) {
+    half_arrays(key, param, param_array, had_state, &task);
+  } else {
+    no_half_arrays(key, param);
+  }
   if (!grad_converted && grad_shares_a_state(task, param, grad_dtype)) {
     // The key's own state as its grad (opt.h["w"]): the kernel writes the state while it reads
     // the grad, so the grad is copied first, as one that overlaps the param is: the book's result
@@ -198,25 +204,45 @@ void Planner::half_arrays(PyObject* key, const ArrayView& param, PyObject* param
     task->ops.random_key = random_key(precision.seed, precision.step, key);
 }
 
+// A param that is not half has no master and no compensation: one left from when it was half (the
+// user replaced it with a float32 array) would be used again, stale, if it became half again.
+void Planner::no_half_arrays(PyObject* key, const ArrayView& param) {
+  const Precision& precision = *request_.precision;
+  for (PyObject* dict : {precision.masters, precision.compensations}) {
+    if (dict == nullptr || PyDict_GET_SIZE(dict) == 0) continue;
+    PyObject* found = PyDict_GetItemWithError(dict, key);
+    if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
+    if (found == nullptr) continue;
+    const std::string name = dict == precision.masters ? "master" : "compensation_buffer";
+    throw py::value_error(entry("params", key) + " is " + dtype_name(param.dtype) + " but opt." +
+                          name +
+                          " holds an array for it, made when it was a half param. Delete "
+                          "opt." +
+                          name + "[key] (and the key's state, to start afresh).");
+  }
+}
+
 void* Planner::extra_state(PyObject* key, PyObject* dict, bool wanted, const StateSpec& spec,
                            const ArrayView& param, PyObject* param_array, bool had_state) {
   PyObject* found = dict == nullptr ? nullptr : PyDict_GetItemWithError(dict, key);
   if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
   const std::string name = spec.name;
+  const std::string attribute =
+      "opt." + std::string(spec.from_param ? "master" : "compensation_buffer");
   if (!wanted) {
     if (found == nullptr) return nullptr;
-    throw py::value_error(
-        entry("params", key) + " has a " + name + " in opt." + name + " but the optimizer's " +
-        "settings keep none (master_weights, rounding, compensation changed since it was made?). "
-        "Delete opt." +
-        name + "[key] to update the param without it, or restore the settings.");
+    throw py::value_error(entry("params", key) + " has a " + name + " in " + attribute +
+                          " but the optimizer's settings keep none (master_weights, rounding, "
+                          "compensation changed since it was made?). Delete " +
+                          attribute +
+                          "[key] to update the param without it, or restore the settings.");
   }
   if (dict == nullptr) throw py::type_error("the optimizer's state '" + name + "' must be a dict");
   if (found == nullptr && had_state) {
     throw py::value_error(
         entry("params", key) + " is " + dtype_name(param.dtype) + " and its settings keep a " +
         name + ", but it has optimizer state and no " + name + " (a checkpoint saved without it, " +
-        "or settings changed after its first update). Load a checkpoint that holds opt." + name +
+        "or settings changed after its first update). Load a checkpoint that holds " + attribute +
         ", or delete this key's state to start afresh.");
   }
   std::vector<py::object>& keep = scratch_.keep;
@@ -369,6 +395,12 @@ Plan make_plan(const PlanRequest& request, Scratch& scratch) {
   }
   for (std::size_t i = 0; i < items.size(); i += 2)
     planner.add_key(items[i].ptr(), items[i + 1].ptr());
+  for (const runtime::Task& task : scratch.tasks) {
+    if (task.ops.master != nullptr) {
+      check_tied_masters(scratch);
+      break;
+    }
+  }
   Plan plan = planner.plan();
   plan.kernel = request.kernel;
   return plan;

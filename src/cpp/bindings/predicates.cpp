@@ -88,8 +88,10 @@ bool is_real_scalar(PyObject* value) {
   if (PyFloat_Check(value) || PyLong_Check(value)) return true;
   const py::handle handle(value);
   if (!py::isinstance(handle, numpy().attr("generic"))) return false;
-  const char kind = py::str(handle.attr("dtype").attr("kind")).cast<std::string>()[0];
-  return kind == 'f' || kind == 'i' || kind == 'u';
+  const py::object dtype = handle.attr("dtype");
+  const char kind = py::str(dtype.attr("kind")).cast<std::string>()[0];
+  Dtype half;
+  return kind == 'f' || kind == 'i' || kind == 'u' || dtype_of(dtype.ptr(), &half);
 }
 
 bool usable_view(PyObject* value, int required_flags, ArrayView* view) {

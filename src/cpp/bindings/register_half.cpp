@@ -33,6 +33,9 @@ Floats widen_half(const Bits& bits, const std::string& format) {
 Bits round_half(const Floats& values, const std::string& format, bool stochastic,
                 std::uint32_t random_key, std::int64_t index0) {
   const RoundFn round = active_level().table().round[format_index(format)];
+  const auto low = static_cast<std::uint64_t>(index0) & 0xFFFFFFFFull;
+  if (index0 < 0 || low + static_cast<std::uint64_t>(values.size()) > (1ull << 32))
+    throw py::value_error("index0 must be >= 0, and the call may not cross a multiple of 2**32");
   Bits out(values.size());
   round(values.data(), out.mutable_data(), values.size(),
         stochastic ? Rounding::kStochastic : Rounding::kNearest, random_key, index0);

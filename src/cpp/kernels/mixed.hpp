@@ -37,6 +37,7 @@ namespace detail {
 
 // Elements per block: 2 KiB buffers of float, well inside L1 beside the streams passing through.
 constexpr std::int64_t kMixedBlock = 512;
+constexpr float kInf = __builtin_huge_valf();
 
 // Where a block of the grad is read from: the array itself, or `buffer` holding it widened.
 template <class T>
@@ -66,14 +67,19 @@ inline void load_half_param(const Operands& ops, std::int64_t b, std::int64_t n,
 }
 
 // Writes the updated `p` back to the half param; with compensation, keeps p - rounded(p) (exact:
-// the two are within a factor of two of each other) in the compensation buffer, rounded.
+// the two are within a factor of two of each other) in the compensation buffer, rounded. Where the
+// param rounded to inf (an overflow) the compensation is 0: p - inf is -inf, and the next step's
+// inf + -inf would make the param NaN for good.
 inline void store_half_param(const Operands& ops, std::int64_t b, std::int64_t n, const float* p,
                              float* c) {
   std::uint16_t* param = static_cast<std::uint16_t*>(ops.param) + b;
   half::round_block(ops.param_dtype, p, param, n, ops.rounding, ops.random_key, b);
   if (ops.compensation == nullptr) return;
   half::widen_block(ops.param_dtype, param, c, n);
-  for (std::int64_t i = 0; i < n; ++i) c[i] = p[i] - c[i];
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float rest = p[i] - c[i];
+    c[i] = (c[i] == kInf || c[i] == -kInf) ? 0.0f : rest;
+  }
   half::round_block(ops.param_dtype, c, static_cast<std::uint16_t*>(ops.compensation) + b, n,
                     Rounding::kNearest, 0, 0);
 }
