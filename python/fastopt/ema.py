@@ -93,6 +93,10 @@ class EMA:
     def swap(self, params: Params) -> None:
         """Exchange the params' values and the averages, in place (the same array objects).
 
+        A param of a narrower dtype than its average (float16 or bfloat16, averaged in float32)
+        receives the average rounded and gives its own value, so two swaps leave the average
+        rounded; ``averaged()`` restores the exact average.
+
         All or nothing: every param is checked first (an average exists; the same shape; an array
         param is writeable and of a floating-point dtype the average can be cast to and from),
         so a failed swap leaves every param and every average as it was.
