@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import BOOK
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,25 @@ def test_loop_section_trains_the_networks_and_prints_its_tables(tmp_path):
         assert row["epoch_s"] > 0 and row["book_epoch_s"] > 0, row
     assert [row["threads"] for row in company["rows"]][0] == 1
     assert all(row["pct_of_ceiling"] > 0 for row in company["rows"])
+
+
+def test_mixed_precision_sections_run_and_show_what_rounding_to_nearest_loses(tmp_path):
+    pytest.importorskip("ml_dtypes")
+    done = run_benchmarks(tmp_path, "--repeats", "1", "--only", "mixed", "precision")
+    assert done.returncode == 0, done.stderr
+    speed, losses = json.loads((tmp_path / "benchmark.json").read_text())["tables"]
+    rows = {row["contender"]: row for row in speed["rows"]}
+    for mode in ("master", "nearest", "stochastic", "kahan"):
+        assert rows[f"fastopt bf16 {mode}"]["pct_of_ceiling"] > 0
+        assert rows[f"fastopt f16 {mode}"]["x_fastopt_f32"] > 0
+    final = {row["variant"]: row for row in losses["rows"]}
+    # The least-squares task stalls when bfloat16 rounds every step to nearest, and the three
+    # remedies train like float32 (the quick run's 300 steps).
+    stalled = final["bf16 nearest"]["small_steps_loss"]
+    assert stalled > 0.99 * final["bf16 nearest"]["small_steps_start"]
+    for variant in ("float32", "bf16 master weights", "bf16 stochastic", "bf16 Kahan"):
+        assert final[variant]["small_steps_loss"] < 0.8 * stalled, variant
+    assert (tmp_path / "mixed_precision.png").stat().st_size > 10_000
 
 
 def test_the_networks_gradients_are_their_losses_derivatives():
