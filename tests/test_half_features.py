@@ -51,9 +51,10 @@ def test_half_params_take_other_grads_as_float32(dtype, grad_dtype):
     assert np.array_equal(params["w"].view(np.uint16), ref.round_half(masters["w"], fmt(dtype)))
 
 
+@pytest.mark.parametrize("name", ["Adam", "Lion", "RMSprop", "AdaBelief"])
 @pytest.mark.parametrize("mode", [{}, {"rounding": "stochastic"}, {"compensation": True}])
 @pytest.mark.parametrize("dtype", HALF)
-def test_results_do_not_depend_on_threads(dtype, mode):
+def test_results_do_not_depend_on_threads(dtype, mode, name):
     rng = np.random.default_rng(2)
     start = {
         "a": rng.standard_normal(300_001).astype(dtype),
@@ -65,7 +66,7 @@ def test_results_do_not_depend_on_threads(dtype, mode):
     results = []
     for threads, sharing in ((1, 0), (2, 1)):
         params = {k: v.copy() for k, v in start.items()}
-        opt = fastopt.optim.Adam(lr=0.01, **mode)
+        opt = getattr(fastopt.optim, name)(lr=0.01, **mode)
         _core._force_sharing(sharing)
         try:
             with fastopt.num_threads(threads):

@@ -75,15 +75,15 @@ for fmt, dtype in (("bfloat16", ml_dtypes.bfloat16), ("float16", np.float16)):
     out[f"widen-{fmt}"] = _core._widen_half(np.arange(2**16, dtype=np.uint16), fmt).view(np.uint32)
     out[f"nearest-{fmt}"] = _core._round_half(patterns, fmt, False)
     out[f"stochastic-{fmt}"] = _core._round_half(patterns, fmt, True, 1234, 2**32 + 7)
-    for mode in ({}, {"rounding": "stochastic"}, {"compensation": True}):
-        for name in ("Adam", "Lion"):
-            opt = getattr(fastopt.optim, name)(lr=0.01, **mode)
-            params = {n: rng.standard_normal(n).astype(dtype)
-                      for n in (1, 7, 9, 17, 511, 513, 4099)}
-            for _ in range(4):
+    modes = ({}, {"master_weights": False}, {"rounding": "stochastic"}, {"compensation": True})
+    for mode in modes:
+        for case, (name, options) in enumerate(OPTIM_CASES):
+            opt = getattr(fastopt.optim, name)(**options, **mode)
+            params = {n: rng.standard_normal(n).astype(dtype) for n in (1, 7, 9, 17, 513)}
+            for _ in range(3):
                 opt.update(params, {k: rng.standard_normal(v.shape).astype(dtype)
                                     for k, v in params.items()})
-            tag = f"half-{fmt}-{name}-{sorted(mode)}"
+            tag = f"half-{fmt}-{case}-{sorted(mode.items())}"
             for key, value in params.items():
                 out[f"{tag}-p-{key}"] = value.view(np.uint16)
 np.savez(sys.argv[1], **out)

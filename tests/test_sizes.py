@@ -52,3 +52,48 @@ def test_nonfinite_check_reads_every_size_exactly(dtype):
         assert opt.skipped_updates == 1 and np.all(params["x"] == 1.0), size
         opt.update(params, finite)
         assert opt.skipped_updates == 1 and np.all(params["x"] == 0.0), size
+
+
+HALF_MODES = {
+    "master": {},
+    "nearest": {"master_weights": False},
+    "stochastic": {"rounding": "stochastic"},
+    "kahan": {"compensation": True},
+}
+
+
+@pytest.mark.parametrize("mode", HALF_MODES)
+@pytest.mark.parametrize("half", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", ["Adam", "SGD", "Lion", "AdaBelief"])
+def test_every_half_size_from_0_to_200_and_across_blocks(name, half, mode):
+    """The blocked sweep's heads and tails (blocks of 512) and the half formats' loops: each array
+    its own allocation, so a sanitizer sees an overrun; the values against a float32 twin."""
+    if half == "bfloat16":
+        dtype = pytest.importorskip("ml_dtypes").bfloat16
+    else:
+        dtype = np.float16
+    rng = np.random.default_rng(6)
+    sizes = [*range(201), 511, 512, 513, 1025]
+    params = {n: rng.standard_normal(n).astype(np.float32).astype(dtype) for n in sizes}
+    twin = {k: v.astype(np.float32) for k, v in params.items()}
+    fast = getattr(fastopt.optim, name)(lr=1e-3, **HALF_MODES[mode])
+    ref = getattr(fastopt.optim, name)(lr=1e-3)
+    for _ in range(2):
+        grads = {
+            k: rng.standard_normal(v.shape).astype(np.float32).astype(dtype)
+            for k, v in params.items()
+        }
+        fast.update(params, grads)
+        ref.update(twin, {k: g.astype(np.float32) for k, g in grads.items()})
+    for key in params:  # a half rounding (2**-8 relative for bfloat16) from the float32 twin
+        np.testing.assert_allclose(params[key].astype(np.float32), twin[key], rtol=2e-2, atol=1e-2)
+
+
+def test_nonfinite_check_reads_every_half_size_exactly():
+    for size in range(1, 201):
+        params = {"x": np.ones(size, np.float16)}
+        bad = {"x": np.full(size, 2.0, np.float16)}
+        bad["x"][-1] = np.inf
+        opt = fastopt.SGD(lr=0.5, nonfinite="skip")
+        opt.update(params, bad)
+        assert opt.skipped_updates == 1 and np.all(params["x"] == 1.0), size
