@@ -29,20 +29,7 @@ torch = cs.torch
 
 
 def _step(make, size: int, dtype) -> cs.Step:
-    rng = np.random.default_rng(1)
-    params = {0: rng.standard_normal(size).astype(np.float32).astype(dtype)}
-    grads = [
-        {0: np.random.default_rng(s).standard_normal(size).astype(np.float32).astype(dtype)}
-        for s in cs.GRAD_SEEDS
-    ]
-    opt = make()
-    calls = [0]
-
-    def step() -> None:
-        calls[0] += 1
-        opt.update(params, grads[calls[0] & 1])
-
-    return step
+    return cs._numpy_step(make, [(size,)], dtype)
 
 
 def _torch_steps(size: int) -> dict[str, cs.Step]:

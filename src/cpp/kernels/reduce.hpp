@@ -14,42 +14,36 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/half.hpp"
 #include "kernels/table.hpp"
 
 namespace fastopt::FASTOPT_LEVEL_NS {
 
-// How the reductions read each storage format: its bits, and its value as a double (exact).
+// How the reductions read each storage format: its bits, its significand's width, and its value
+// as a double (exact for every format).
 template <Dtype D>
-struct Stored;
-template <>
-struct Stored<Dtype::kFloat32> {
-  using Bits = std::uint32_t;
-  using Storage = float;
-  static constexpr int kMantissa = 23;
-  static double value(float x) { return x; }
-};
-template <>
-struct Stored<Dtype::kFloat64> {
-  using Bits = std::uint64_t;
-  using Storage = double;
-  static constexpr int kMantissa = 52;
-  static double value(double x) { return x; }
-};
-template <>
-struct Stored<Dtype::kBFloat16> {
-  using Bits = std::uint16_t;
-  using Storage = std::uint16_t;
-  static constexpr int kMantissa = 7;
-  static double value(std::uint16_t x) { return half::widen_bf16(x); }
-};
-template <>
-struct Stored<Dtype::kFloat16> {
-  using Bits = std::uint16_t;
-  using Storage = std::uint16_t;
-  static constexpr int kMantissa = 10;
-  static double value(std::uint16_t x) { return half::widen_f16_bits(x); }
+struct Stored {
+  using Storage =
+      std::conditional_t<D == Dtype::kFloat32, float,
+                         std::conditional_t<D == Dtype::kFloat64, double, std::uint16_t>>;
+  using Bits =
+      std::conditional_t<sizeof(Storage) == 2, std::uint16_t,
+                         std::conditional_t<sizeof(Storage) == 4, std::uint32_t, std::uint64_t>>;
+  static constexpr int kMantissa = D == Dtype::kFloat32    ? 23
+                                   : D == Dtype::kFloat64  ? 52
+                                   : D == Dtype::kBFloat16 ? 7
+                                                           : 10;
+  static double value(Storage x) {
+    if constexpr (D == Dtype::kBFloat16) {
+      return half::widen_bf16(x);
+    } else if constexpr (D == Dtype::kFloat16) {
+      return half::widen_f16_bits(x);
+    } else {
+      return x;
+    }
+  }
 };
 
 template <Dtype D>
