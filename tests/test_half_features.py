@@ -356,3 +356,19 @@ def test_bfloat16_scalars_are_real_numbers():
     fastopt.SGD(lr=0.5).update(params, {"w": bf16(1.0), "v": bf16(1.0)})
     assert params["w"] == 0.5 and params["v"] == 1.5
     assert fastopt.global_norm({"w": bf16(3.0)}) == 3.0
+
+
+@pytest.mark.parametrize("mode", [{}, {"rounding": "stochastic"}, {"compensation": True}])
+def test_per_key_settings_with_half_params_equal_separate_optimizers(mode):
+    rng = np.random.default_rng(7)
+    params = {"a": rng.standard_normal(600).astype(bf16), "b": rng.standard_normal(9).astype(bf16)}
+    alone = {k: {k: v.copy()} for k, v in params.items()}
+    opt = fastopt.optim.AdamW(lr=0.01, per_key={"b": {"lr": 0.1}}, **mode)
+    separate = {"a": fastopt.optim.AdamW(lr=0.01, **mode), "b": fastopt.optim.AdamW(lr=0.1, **mode)}
+    for _ in range(3):
+        grads = {k: rng.standard_normal(v.shape).astype(bf16) for k, v in params.items()}
+        opt.update(params, grads)
+        for k in params:
+            separate[k].update(alone[k], {k: grads[k]})
+    for k in params:
+        assert np.array_equal(params[k].view(np.uint16), alone[k][k].view(np.uint16)), k
