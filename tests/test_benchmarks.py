@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -76,7 +77,8 @@ def test_mixed_precision_sections_run_and_show_what_rounding_to_nearest_loses(tm
     assert stalled > 0.99 * final["bf16 nearest"]["small_steps_start"]
     for variant in ("float32", "bf16 master weights", "bf16 stochastic", "bf16 Kahan"):
         assert final[variant]["small_steps_loss"] < 0.8 * stalled, variant
-    assert (tmp_path / "mixed_precision.png").stat().st_size > 10_000
+    if importlib.util.find_spec("matplotlib") is not None:  # the bench extra draws the curves
+        assert (tmp_path / "mixed_precision.png").stat().st_size > 10_000
 
 
 def test_the_networks_gradients_are_their_losses_derivatives():
