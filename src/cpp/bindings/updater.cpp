@@ -29,6 +29,11 @@ namespace fastopt::bindings {
 Updater::Updater(int kernel, py::object state_names, double initial_state,
                  const std::string& nonfinite, const HalfOptions& half)
     : table_(active_level().table()), kernel_(kernel), initial_state_(initial_state), half_(half) {
+  for (int i = 0; i < 2; ++i) {
+    PyObject* name = PyUnicode_InternFromString(i == 0 ? "master" : "compensation");
+    if (name == nullptr) throw py::error_already_set();
+    half_names_[i] = py::reinterpret_steal<py::str>(name);
+  }
   if (half.master_weights && (half.compensation || half.rounding != Rounding::kNearest)) {
     throw py::value_error(
         "master_weights=True writes half params rounded to nearest from their master copy: "
@@ -92,9 +97,11 @@ namespace {
 
 // states[name], owned (user code run during validation could replace it), or None when the caller
 // keeps no such dict (EMA's updater): then a half param that needs one raises TypeError.
-py::object half_dict(PyObject* states, const char* name) {
+// `name` is interned (Updater's constructor), so the lookup compares pointers and allocates nothing.
+py::object half_dict(PyObject* states, const py::str& name) {
   if (!PyDict_Check(states)) return py::none();
-  PyObject* found = PyDict_GetItemString(states, name);  // borrowed
+  PyObject* found = PyDict_GetItemWithError(states, name.ptr());  // borrowed
+  if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
   if (found == nullptr) return py::none();
   if (!PyDict_Check(found)) {
     throw py::type_error("the optimizer's state '" + std::string(name) +
@@ -133,8 +140,8 @@ bool Updater::run(const RunArgs& args) const {
                       args.step,
                       nullptr,
                       nullptr};
-  const py::object masters = half_dict(args.states, "master");
-  const py::object compensations = half_dict(args.states, "compensation");
+  const py::object masters = half_dict(args.states, half_names_[0]);
+  const py::object compensations = half_dict(args.states, half_names_[1]);
   precision.masters = masters.is_none() ? nullptr : masters.ptr();
   precision.compensations = compensations.is_none() ? nullptr : compensations.ptr();
   Scratch::Lease scratch;

@@ -64,6 +64,7 @@ class Updater {
   double initial_state_;
   Nonfinite nonfinite_;
   HalfOptions half_;
+  std::array<py::str, 2> half_names_;  // "master", "compensation": interned, for the lookups
 };
 
 void register_updater(py::module_& m);
