@@ -25,6 +25,10 @@ Written range_of(const void* data, std::int64_t size, Dtype dtype, std::size_t t
   return {begin, begin + static_cast<std::uintptr_t>(size * bytes_of(dtype)), task};
 }
 
+bool has_master(const runtime::Task& task) {
+  return task.ops.mixed != nullptr && task.ops.mixed->master != nullptr;
+}
+
 // Every written range of every task, sorted by where it begins.
 std::vector<Written> sorted_ranges(const Scratch& scratch) {
   std::vector<Written> ranges;
@@ -35,10 +39,10 @@ std::vector<Written> sorted_ranges(const Scratch& scratch) {
     for (void* state : task.ops.state) {
       if (state != nullptr) ranges.push_back(range_of(state, task.size, compute_of(dtype), t));
     }
-    if (task.ops.master != nullptr)
-      ranges.push_back(range_of(task.ops.master, task.size, Dtype::kFloat32, t));
-    if (task.ops.compensation != nullptr)
-      ranges.push_back(range_of(task.ops.compensation, task.size, dtype, t));
+    if (task.ops.mixed != nullptr && task.ops.mixed->master != nullptr)
+      ranges.push_back(range_of(task.ops.mixed->master, task.size, Dtype::kFloat32, t));
+    if (task.ops.mixed != nullptr && task.ops.mixed->compensation != nullptr)
+      ranges.push_back(range_of(task.ops.mixed->compensation, task.size, dtype, t));
   }
   std::sort(ranges.begin(), ranges.end(),
             [](const Written& a, const Written& b) { return a.begin < b.begin; });
@@ -80,11 +84,10 @@ void check_tied_masters(const Scratch& scratch) {
   const Written* reach = nullptr;  // the range reaching furthest so far
   for (const Written& r : ranges) {
     if (reach != nullptr && r.begin < reach->end && r.task != reach->task &&
-        (scratch.tasks[r.task].ops.master != nullptr ||
-         scratch.tasks[reach->task].ops.master != nullptr)) {
+        (has_master(scratch.tasks[r.task]) || has_master(scratch.tasks[reach->task]))) {
       const std::size_t first = std::min(r.task, reach->task),
                         second = std::max(r.task, reach->task);
-      const std::size_t half = scratch.tasks[first].ops.master != nullptr ? first : second;
+      const std::size_t half = has_master(scratch.tasks[first]) ? first : second;
       throw pybind11::value_error(
           "params[" + std::string(pybind11::repr(scratch.origins[first].key)) + "] and params[" +
           std::string(pybind11::repr(scratch.origins[second].key)) + "] share memory, and params[" +

@@ -169,7 +169,8 @@ py::array check_grad(py::handle key, py::handle value, const ParamSpan& param) {
     }
     // A grad that overlaps its param (even the very same array) is copied first: the kernel reads
     // the grad while it writes the param, and the book's result uses the grad as it was.
-    if (grad_fits(value.ptr(), view_of(param))) return grad;
+    Dtype dtype;
+    if (grad_fits(value.ptr(), view_of(param), &dtype)) return grad;
     return converted(grad, param);
   }
   if (is_real_scalar(value.ptr())) {

@@ -99,6 +99,11 @@ class Planner {
     // reads the values the norm under max_grad_norm read.
     grads_dict_ = PyDict_CheckExact(request.grads) ? &grads_aligned_ : nullptr;
     for (int s = 0; s < row_.num_states; ++s) state_dicts_[s] = AlignedDict(request.state_dicts[s]);
+    // Whether a float param must be checked for a master or compensation left from when it was
+    // half: never, when there are none (the common case pays one test per update, not per key).
+    const Precision& precision = *request.precision;
+    for (PyObject* dict : {precision.masters, precision.compensations})
+      any_half_arrays_ = any_half_arrays_ || (dict != nullptr && PyDict_GET_SIZE(dict) > 0);
   }
 
   void add_key(PyObject* key, PyObject* value);
@@ -110,11 +115,11 @@ class Planner {
   void* state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array,
                  bool* had_state);
   void half_arrays(PyObject* key, const ArrayView& param, PyObject* param_array, bool had_state,
-                   runtime::Task* task);
+                   Mixed* mixed);
   void no_half_arrays(PyObject* key, const ArrayView& param);
   void* extra_state(PyObject* key, PyObject* dict, bool wanted, const StateSpec& spec,
                     const ArrayView& param, PyObject* param_array, bool had_state);
-  bool grad_shares_a_state(const runtime::Task& task, const ArrayView& param,
+  bool grad_shares_a_state(const runtime::Task& task, const Mixed& mixed, const ArrayView& param,
                            Dtype grad_dtype) const;
   void note_source(PyObject* source, PyObject* param_array, Layout layout);
 
@@ -124,6 +129,7 @@ class Planner {
   AlignedDict grads_aligned_;
   AlignedDict* grads_dict_;
   std::array<AlignedDict, kMaxStates> state_dicts_;
+  bool any_half_arrays_ = false;
   Plan plan_;
 };
 
@@ -143,23 +149,24 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   task.ops.param = param.data;
 
   PyObject* const source = grad;
-  bool grad_converted = !grad_fits(grad, param);
+  Dtype grad_dtype = compute;
+  bool grad_converted = !grad_fits(grad, param, &grad_dtype);
   if (grad_converted) {
     keep.push_back(checked_grad(key, grad, span_of(param_array, param)));  // raises, or converts
     grad = keep.back().ptr();
+    grad_dtype = compute;
   }
   task.ops.grad = py::detail::array_proxy(grad)->data;
-  Dtype grad_dtype = compute;
-  if (!grad_converted) dtype_of(py::detail::array_proxy(grad)->descr, &grad_dtype);
   bool had_state = false;
   for (int s = 0; s < row_.num_states; ++s)
     task.ops.state[s] = state_of(s, key, param, param_array, &had_state);
+  Mixed mixed;
   if (is_half(param.dtype)) {
-    half_arrays(key, param, param_array, had_state, &task);
-  } else {
+    half_arrays(key, param, param_array, had_state, &mixed);
+  } else if (any_half_arrays_) {
     no_half_arrays(key, param);
   }
-  if (!grad_converted && grad_shares_a_state(task, param, grad_dtype)) {
+  if (!grad_converted && grad_shares_a_state(task, mixed, param, grad_dtype)) {
     // The key's own state as its grad (opt.h["w"]): the kernel writes the state while it reads
     // the grad, so the grad is copied first, as one that overlaps the param is: the book's result
     // reads the grad as it was before the key's update, at every thread count and SIMD level.
@@ -170,10 +177,12 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   }
   if (is_half(param.dtype) || grad_dtype != compute) {
     // The blocked sweep runs the rule's kernel over buffers (kernels/mixed.hpp).
-    task.ops.rule = task.fn;
+    mixed.rule = task.fn;
+    mixed.param_dtype = param.dtype;
+    mixed.grad_dtype = grad_dtype;
+    scratch_.mixed.push_back(mixed);
     task.fn = request_.table->mixed[static_cast<int>(compute)];
-    task.ops.param_dtype = param.dtype;
-    task.ops.grad_dtype = grad_dtype;
+    task.ops.mixed = &scratch_.mixed.back();
   }
   plan_.converted = plan_.converted || grad_converted;
   if (param.size > 0) {
@@ -190,18 +199,18 @@ void Planner::add_key(PyObject* key, PyObject* value) {
 // call for, or one missing while the key already has state (a checkpoint saved without it),
 // raises: either would silently change the numbers.
 void Planner::half_arrays(PyObject* key, const ArrayView& param, PyObject* param_array,
-                          bool had_state, runtime::Task* task) {
+                          bool had_state, Mixed* mixed) {
   const Precision& precision = *request_.precision;
   const int slot = row_.num_states;
   const StateSpec master{"master", slot, Dtype::kFloat32, 0.0, true};
   const StateSpec compensation{"compensation", slot + 1, param.dtype, 0.0, false};
-  task->ops.master =
+  mixed->master =
       extra_state(key, precision.masters, precision.master, master, param, param_array, had_state);
-  task->ops.compensation = extra_state(key, precision.compensations, precision.compensation,
-                                       compensation, param, param_array, had_state);
-  task->ops.rounding = precision.rounding;
+  mixed->compensation = extra_state(key, precision.compensations, precision.compensation,
+                                    compensation, param, param_array, had_state);
+  mixed->rounding = precision.rounding;
   if (precision.rounding == Rounding::kStochastic)
-    task->ops.random_key = random_key(precision.seed, precision.step, key);
+    mixed->random_key = random_key(precision.seed, precision.step, key);
 }
 
 // A param that is not half has no master and no compensation: one left from when it was half (the
@@ -270,18 +279,17 @@ ArrayView Planner::param_of(PyObject* key, PyObject* value, PyObject** param_arr
 
 // A comparison of two ranges per state: a grad that fits has the param's size, and so has every
 // state (of the compute type; a compensation of the param's type).
-bool Planner::grad_shares_a_state(const runtime::Task& task, const ArrayView& param,
-                                  Dtype grad_dtype) const {
+bool Planner::grad_shares_a_state(const runtime::Task& task, const Mixed& mixed,
+                                  const ArrayView& param, Dtype grad_dtype) const {
   const std::int64_t grad_bytes = param.size * bytes_of(grad_dtype);
   const std::int64_t state_bytes = param.size * bytes_of(compute_of(param.dtype));
   for (int s = 0; s < row_.num_states; ++s) {
     if (overlaps(task.ops.grad, grad_bytes, task.ops.state[s], state_bytes)) return true;
   }
-  return (task.ops.master != nullptr &&
-          overlaps(task.ops.grad, grad_bytes, task.ops.master, param.size * 4)) ||
-         (task.ops.compensation != nullptr &&
-          overlaps(task.ops.grad, grad_bytes, task.ops.compensation,
-                   param.size * bytes_of(param.dtype)));
+  return (mixed.master != nullptr &&
+          overlaps(task.ops.grad, grad_bytes, mixed.master, param.size * 4)) ||
+         (mixed.compensation != nullptr && overlaps(task.ops.grad, grad_bytes, mixed.compensation,
+                                                    param.size * bytes_of(param.dtype)));
 }
 
 // Records where a converted grad came from, for the task about to be added (aliasing.hpp).
@@ -396,7 +404,7 @@ Plan make_plan(const PlanRequest& request, Scratch& scratch) {
   for (std::size_t i = 0; i < items.size(); i += 2)
     planner.add_key(items[i].ptr(), items[i + 1].ptr());
   for (const runtime::Task& task : scratch.tasks) {
-    if (task.ops.master != nullptr) {
+    if (task.ops.mixed != nullptr && task.ops.mixed->master != nullptr) {
       check_tied_masters(scratch);
       break;
     }

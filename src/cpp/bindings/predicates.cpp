@@ -20,10 +20,10 @@ constexpr int kLayoutFlag[] = {npy::NPY_ARRAY_C_CONTIGUOUS_, npy::NPY_ARRAY_F_CO
 // Whether `value` can be read (a grad: `state` false) or read and written (a state) as it is,
 // beside `param`: of dtype `wanted` (a grad may also be a half format: the blocked sweep widens
 // it), the param's shape and memory order, aligned, and not overlapping the param.
-bool fits(PyObject* value, const ArrayView& param, bool state, Dtype wanted) {
+bool fits(PyObject* value, const ArrayView& param, bool state, Dtype wanted, Dtype* found) {
   if (!npy::get().PyArray_Check_(value)) return false;
   const auto* a = py::detail::array_proxy(value);
-  Dtype dtype;
+  Dtype& dtype = *found;
   if (!dtype_of(a->descr, &dtype) || a->nd != param.ndim) return false;
   if (dtype != wanted && (state || !is_half(dtype))) return false;
   const int need = (state ? kWriteable : 0) | npy::NPY_ARRAY_ALIGNED_ |
@@ -117,8 +117,8 @@ bool usable_view(PyObject* value, int required_flags, ArrayView* view) {
   return true;
 }
 
-bool grad_fits(PyObject* value, const ArrayView& param) {
-  return fits(value, param, false, compute_of(param.dtype));
+bool grad_fits(PyObject* value, const ArrayView& param, Dtype* dtype) {
+  return fits(value, param, false, compute_of(param.dtype), dtype);
 }
 
 ByteRange byte_range(PyObject* value) {
@@ -136,7 +136,8 @@ ByteRange byte_range(PyObject* value) {
 }
 
 bool state_fits(PyObject* value, const ArrayView& param, Dtype dtype) {
-  return fits(value, param, true, dtype);
+  Dtype found;
+  return fits(value, param, true, dtype, &found);
 }
 
 }  // namespace fastopt::bindings

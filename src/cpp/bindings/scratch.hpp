@@ -59,6 +59,8 @@ struct Scratch {
   std::vector<ScalarParam> scalar_params;
   // The scalars of keys with settings of their own; a deque, so the tasks' pointers stay valid.
   std::deque<std::array<double, kMaxScalars>> per_key_scalars;
+  // The half-precision part of the tasks that have one (Operands::mixed); a deque, likewise.
+  std::deque<Mixed> mixed;
   std::vector<runtime::Task> checks;  // the non-finite check's tasks, one per task
   std::vector<unsigned char> found;   // their results
   bool in_use = false;
@@ -76,6 +78,7 @@ struct Scratch {
       scratch_->converted_grads.clear();
       scratch_->scalar_params.clear();
       scratch_->per_key_scalars.clear();
+      scratch_->mixed.clear();
       scratch_->checks.clear();
       scratch_->keep.clear();  // drops the references, with the GIL held (run() holds it here)
       scratch_->items.clear();

@@ -97,7 +97,8 @@ namespace {
 
 // states[name], owned (user code run during validation could replace it), or None when the caller
 // keeps no such dict (EMA's updater): then a half param that needs one raises TypeError.
-// `name` is interned (Updater's constructor), so the lookup compares pointers and allocates nothing.
+// `name` is interned (Updater's constructor), so the lookup compares pointers and allocates
+// nothing.
 py::object half_dict(PyObject* states, const py::str& name) {
   if (!PyDict_Check(states)) return py::none();
   PyObject* found = PyDict_GetItemWithError(states, name.ptr());  // borrowed

@@ -11,7 +11,7 @@
 // does not vectorize float16 conversions inside such a loop (it emits one vcvtph2ps per element).
 // Here every row keeps its two kernels, and the conversions are a handful of block functions.
 //
-// The operands (Operands' mixed-precision fields):
+// The operands (Operands, and its Mixed):
 //   grad         stored as grad_dtype: the compute type, or a half format (widened).
 //   master       fp32 master weights: the rule updates them in place, and the half param is
 //                written from them, rounded to nearest even.
@@ -42,15 +42,16 @@ constexpr float kInf = __builtin_huge_valf();
 // Where a block of the grad is read from: the array itself, or `buffer` holding it widened.
 template <class T>
 const T* grad_block(const Operands& ops, std::int64_t b, std::int64_t n, T* buffer) {
-  if (ops.grad_dtype == Dtype::kFloat32 || ops.grad_dtype == Dtype::kFloat64)
+  const Mixed& m = *ops.mixed;
+  if (m.grad_dtype == Dtype::kFloat32 || m.grad_dtype == Dtype::kFloat64)
     return static_cast<const T*>(ops.grad) + b;  // the compute type (the bindings ensure it)
   const std::int64_t size = static_cast<std::int64_t>(sizeof(std::uint16_t));
   const void* src = static_cast<const char*>(ops.grad) + b * size;
   if constexpr (sizeof(T) == 4) {
-    half::widen_block(ops.grad_dtype, src, buffer, n);
+    half::widen_block(m.grad_dtype, src, buffer, n);
   } else {
     float wide[kMixedBlock];
-    half::widen_block(ops.grad_dtype, src, wide, n);
+    half::widen_block(m.grad_dtype, src, wide, n);
     for (std::int64_t i = 0; i < n; ++i) buffer[i] = wide[i];  // exact
   }
   return buffer;
@@ -60,9 +61,10 @@ const T* grad_block(const Operands& ops, std::int64_t b, std::int64_t n, T* buff
 // two are 2^24 apart, and the same sum at every level).
 inline void load_half_param(const Operands& ops, std::int64_t b, std::int64_t n, float* p,
                             float* c) {
-  half::widen_block(ops.param_dtype, static_cast<const std::uint16_t*>(ops.param) + b, p, n);
-  if (ops.compensation == nullptr) return;
-  half::widen_block(ops.param_dtype, static_cast<const std::uint16_t*>(ops.compensation) + b, c, n);
+  const Mixed& m = *ops.mixed;
+  half::widen_block(m.param_dtype, static_cast<const std::uint16_t*>(ops.param) + b, p, n);
+  if (m.compensation == nullptr) return;
+  half::widen_block(m.param_dtype, static_cast<const std::uint16_t*>(m.compensation) + b, c, n);
   for (std::int64_t i = 0; i < n; ++i) p[i] = p[i] + c[i];
 }
 
@@ -72,27 +74,29 @@ inline void load_half_param(const Operands& ops, std::int64_t b, std::int64_t n,
 // inf + -inf would make the param NaN for good.
 inline void store_half_param(const Operands& ops, std::int64_t b, std::int64_t n, const float* p,
                              float* c) {
+  const Mixed& m = *ops.mixed;
   std::uint16_t* param = static_cast<std::uint16_t*>(ops.param) + b;
-  half::round_block(ops.param_dtype, p, param, n, ops.rounding, ops.random_key, b);
-  if (ops.compensation == nullptr) return;
-  half::widen_block(ops.param_dtype, param, c, n);
+  half::round_block(m.param_dtype, p, param, n, m.rounding, m.random_key, b);
+  if (m.compensation == nullptr) return;
+  half::widen_block(m.param_dtype, param, c, n);
   for (std::int64_t i = 0; i < n; ++i) {
     const float rest = p[i] - c[i];
     c[i] = (c[i] == kInf || c[i] == -kInf) ? 0.0f : rest;
   }
-  half::round_block(ops.param_dtype, c, static_cast<std::uint16_t*>(ops.compensation) + b, n,
+  half::round_block(m.param_dtype, c, static_cast<std::uint16_t*>(m.compensation) + b, n,
                     Rounding::kNearest, 0, 0);
 }
 
 }  // namespace detail
 
-// KernelTable::mixed[compute]: ops.rule over elements [begin, end), a block at a time.
+// KernelTable::mixed[compute]: ops.mixed->rule over elements [begin, end), a block at a time.
 template <class T>
 void sweep_mixed(const double* scalars, const Operands& ops, std::int64_t begin, std::int64_t end) {
   alignas(64) T g[detail::kMixedBlock];
   alignas(64) float p[detail::kMixedBlock];
   alignas(64) float c[detail::kMixedBlock];
-  const bool half_param = is_half(ops.param_dtype);
+  const Mixed& m = *ops.mixed;
+  const bool half_param = is_half(m.param_dtype);
   for (std::int64_t b = begin; b < end;) {
     // A block never crosses a multiple of 2^32 elements (half::block_key).
     const std::int64_t wrap = ((b >> 32) + 1) << 32;
@@ -105,15 +109,15 @@ void sweep_mixed(const double* scalars, const Operands& ops, std::int64_t begin,
       if (ops.state[s] != nullptr) block.state[s] = static_cast<T*>(ops.state[s]) + b;
     if (!half_param) {
       block.param = static_cast<T*>(ops.param) + b;
-    } else if (ops.master != nullptr) {
-      block.param = static_cast<float*>(ops.master) + b;
+    } else if (m.master != nullptr) {
+      block.param = static_cast<float*>(m.master) + b;
     } else {
       detail::load_half_param(ops, b, n, p, c);
       block.param = p;
     }
-    ops.rule(scalars, block, 0, n);
-    if (half_param && ops.master != nullptr) {
-      half::round_block(ops.param_dtype, static_cast<const float*>(block.param),
+    m.rule(scalars, block, 0, n);
+    if (half_param && m.master != nullptr) {
+      half::round_block(m.param_dtype, static_cast<const float*>(block.param),
                         static_cast<std::uint16_t*>(ops.param) + b, n, Rounding::kNearest, 0, 0);
     } else if (half_param) {
       detail::store_half_param(ops, b, n, p, c);

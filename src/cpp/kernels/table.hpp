@@ -47,15 +47,19 @@ struct Operands {
   double grad_scale;
   // The non-finite check's output (KernelTable::flag_nonfinite), its own byte; no rule reads it.
   unsigned char* nonfinite_found;
+  // What the blocked sweep (KernelTable::mixed) needs of a task with a half operand; nullptr for
+  // a native one, which so pays nothing for it (the bindings keep the Mixed at a stable address).
+  const struct Mixed* mixed = nullptr;
+};
 
-  // ---- Mixed precision, read only by the blocked sweep (KernelTable::mixed, mixed.hpp). ----
-  // A native task (param, grad and states all in the compute type) leaves these as they are.
-  KernelFn rule = nullptr;                 // the compute type's kernel, run a block at a time
-  Dtype param_dtype = Dtype::kFloat32;     // how `param` is stored
-  Dtype grad_dtype = Dtype::kFloat32;      // how `grad` is stored
-  void* master = nullptr;                  // fp32 copy the rule updates; `param` is written from it
-  void* compensation = nullptr;            // Kahan buffer, stored like `param`; no master then
-  Rounding rounding = Rounding::kNearest;  // how `param` is written when there is no master
+// A task's half-precision part, read only by the blocked sweep (mixed.hpp).
+struct Mixed {
+  KernelFn rule = nullptr;              // the compute type's kernel, run a block at a time
+  Dtype param_dtype = Dtype::kFloat32;  // how Operands::param is stored
+  Dtype grad_dtype = Dtype::kFloat32;   // how Operands::grad is stored
+  void* master = nullptr;               // fp32 copy the rule updates; the param is written from it
+  void* compensation = nullptr;         // Kahan buffer, stored like the param; no master then
+  Rounding rounding = Rounding::kNearest;  // how the param is written when there is no master
   std::uint32_t random_key = 0;            // stochastic rounding: hash of (seed, step, key)
 };
 
