@@ -372,3 +372,20 @@ def test_per_key_settings_with_half_params_equal_separate_optimizers(mode):
             separate[k].update(alone[k], {k: grads[k]})
     for k in params:
         assert np.array_equal(params[k].view(np.uint16), alone[k][k].view(np.uint16)), k
+
+
+def test_a_master_added_during_validation_is_seen_by_the_same_update():
+    """User code run while the keys are validated (a grads mapping's __getitem__) may put a master
+    for a float32 key: the same update must refuse it, not only the next one."""
+    opt = fastopt.SGD(lr=1.0)
+
+    class Grads(dict):
+        def __getitem__(self, key):
+            if key == "a":
+                opt.master["c"] = np.zeros(3, np.float32)
+            return dict.__getitem__(self, key)
+
+    params = {"a": np.zeros(3, np.float32), "c": np.zeros(3, np.float32)}
+    with pytest.raises(ValueError, match=r"params\['c'\] is float32 but opt.master holds"):
+        opt.update(params, Grads(a=np.ones(3), c=np.ones(3)))
+    assert (params["a"] == 0).all() and (params["c"] == 0).all()

@@ -99,11 +99,6 @@ class Planner {
     // reads the values the norm under max_grad_norm read.
     grads_dict_ = PyDict_CheckExact(request.grads) ? &grads_aligned_ : nullptr;
     for (int s = 0; s < row_.num_states; ++s) state_dicts_[s] = AlignedDict(request.state_dicts[s]);
-    // Whether a float param must be checked for a master or compensation left from when it was
-    // half: never, when there are none (the common case pays one test per update, not per key).
-    const Precision& precision = *request.precision;
-    for (PyObject* dict : {precision.masters, precision.compensations})
-      any_half_arrays_ = any_half_arrays_ || (dict != nullptr && PyDict_GET_SIZE(dict) > 0);
   }
 
   void add_key(PyObject* key, PyObject* value);
@@ -129,7 +124,6 @@ class Planner {
   AlignedDict grads_aligned_;
   AlignedDict* grads_dict_;
   std::array<AlignedDict, kMaxStates> state_dicts_;
-  bool any_half_arrays_ = false;
   Plan plan_;
 };
 
@@ -163,8 +157,8 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   Mixed mixed;
   if (is_half(param.dtype)) {
     half_arrays(key, param, param_array, had_state, &mixed);
-  } else if (any_half_arrays_) {
-    no_half_arrays(key, param);
+  } else {
+    no_half_arrays(key, param);  // two size tests per key when there are no masters
   }
   if (!grad_converted && grad_shares_a_state(task, mixed, param, grad_dtype)) {
     // The key's own state as its grad (opt.h["w"]): the kernel writes the state while it reads

@@ -58,6 +58,7 @@ inline bool param_view(PyObject* value, ArrayView* view) {
 // True when `value` can be used as it is next to `param`: an ndarray of the param's shape and
 // memory order, aligned, and not overlapping the param. A grad may be of the param's compute type
 // or a half format (widened as it is read); a state must be of the compute type, and writeable.
+// grad_fits sets `*dtype` to the grad's dtype when it returns true (and may write it when false).
 bool grad_fits(PyObject* value, const ArrayView& param, Dtype* dtype);
 bool state_fits(PyObject* value, const ArrayView& param, Dtype dtype);
 

@@ -99,8 +99,8 @@ struct KernelTable {
   SumSquaresFn sum_squares[kNumDtypes];
   // Reads ops.grad only; sets *ops.nonfinite_found = 1 if an element is inf or nan.
   KernelFn flag_nonfinite[kNumDtypes];
-  // The blocked sweep of each compute type: runs ops.rule over blocks whose half operands are
-  // widened into buffers in L1, and writes the half param back rounded (mixed.hpp).
+  // The blocked sweep of each compute type: runs ops.mixed->rule over blocks whose half operands
+  // are widened into buffers in L1, and writes the half param back rounded (mixed.hpp).
   KernelFn mixed[kNumComputes];
   WidenFn widen[2];  // [bfloat16, float16]
   RoundFn round[2];
