@@ -31,6 +31,7 @@ from ._checks import (
 from ._checks import seed as seed_check
 from ._per_key import Overlay, PerKey, PerKeyOption
 from ._persist import load_state_dict, state_dict
+from ._precision import half_options
 from ._settings import Hyperparameter, LearningRate, Option, with_common_options
 from ._state import HalfStateView, OptimizerState, StateView, StepView
 from ._types import Grads, Params
@@ -179,7 +180,7 @@ class Optimizer:
         }
         cls._state_names = tuple(n for n, v in found.items() if isinstance(v, StateView))
         if "rule" in found:
-            _bind(cls)
+            _spec.bind(cls)
 
     # ---- the rule's side: subclasses override these pure functions ----
 
@@ -385,40 +386,3 @@ class Optimizer:
     def __repr__(self) -> str:
         settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyperparameters)
         return f"{type(self).__name__}({settings})"
-
-
-def half_options(opt: Any) -> dict[str, Any]:
-    """The core's options for half params, checked together. master_weights=None (the default)
-    keeps master weights unless stochastic rounding or Kahan compensation is asked for, which
-    are the ways of updating a half param without one."""
-    direct = opt.rounding != "nearest" or opt.compensation
-    master = opt.master_weights
-    if master and direct:
-        raise ValueError(
-            "master_weights=True writes each half param from its float32 master, rounded to "
-            "nearest; rounding='stochastic' and compensation=True are for master_weights=False"
-        )
-    if opt.rounding == "stochastic" and opt.compensation:
-        raise ValueError(
-            "compensation=True keeps what rounding to nearest loses; use it with "
-            "rounding='nearest' (stochastic rounding needs no compensation)"
-        )
-    return {
-        "master_weights": not direct if master is None else master,
-        "rounding": opt.rounding,
-        "compensation": opt.compensation,
-        "seed": opt.seed,
-    }
-
-
-def _bind(cls: type[Optimizer]) -> None:
-    """Bind a class to its rule by name; a mismatch fails here, at import, naming both sides."""
-    rule = _spec.rule(cls.rule)
-    computed = getattr(cls.step_scalars, "scalar_names", None)
-    if computed is None:
-        raise TypeError(
-            f"{cls.__qualname__}.step_scalars must be declared with @per_step(names...)"
-        )
-    cls._rule = rule
-    cls._reorder = _spec.reorder(cls.__qualname__, computed, rule)
-    _spec.check_states(cls.__qualname__, cls._state_names, rule)

@@ -69,7 +69,7 @@ def _check_half_options(opt: Optimizer, hyperparameters: dict[str, Any]) -> None
     """The half-precision options as they will be after loading must agree with each other."""
     from types import SimpleNamespace
 
-    from ._base import half_options  # (a cycle at import: _base imports this module)
+    from ._precision import half_options
 
     names = ("master_weights", "rounding", "compensation", "seed")
     settings = {name: hyperparameters.get(name, getattr(opt, name)) for name in names}

@@ -124,7 +124,7 @@ def with_common_options(init: Callable[..., None]) -> Callable[..., None]:
                 setattr(self, name, given[name])
             elif name not in self.__dict__:
                 setattr(self, name, default)
-        from ._base import half_options  # (a cycle at import: _base imports this module)
+        from ._precision import half_options
 
         half_options(self)  # options that contradict each other fail here, not at the update
 

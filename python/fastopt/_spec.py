@@ -108,3 +108,17 @@ def check_states(owner: str, shown: tuple[str, ...], rule_: Rule) -> None:
             f"{owner} shows the states {shown} but its rule {rule_.name!r} keeps {rule_.states}: "
             "the names must match (src/cpp/kernels/rules/)"
         )
+
+
+def bind(cls: Any) -> None:
+    """Bind an optimizer class to its rule by name; a mismatch fails here, at import, naming both
+    sides."""
+    found = rule(cls.rule)
+    computed = getattr(cls.step_scalars, "scalar_names", None)
+    if computed is None:
+        raise TypeError(
+            f"{cls.__qualname__}.step_scalars must be declared with @per_step(names...)"
+        )
+    cls._rule = found
+    cls._reorder = reorder(cls.__qualname__, computed, found)
+    check_states(cls.__qualname__, cls._state_names, found)

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from ._base import Optimizer, half_options
+from ._base import Optimizer
 from ._dtypes import is_bfloat16, is_half
+from ._precision import half_options
 from ._state import HALF_STATES
 from ._types import Params
 

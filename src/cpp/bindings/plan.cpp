@@ -11,6 +11,7 @@
 #include "bindings/aligned_dict.hpp"
 #include "bindings/arrays.hpp"
 #include "bindings/predicates.hpp"
+#include "bindings/random_key.hpp"
 #include "runtime/executor.hpp"
 
 namespace fastopt::bindings {
@@ -60,24 +61,6 @@ py::array checked_grad(PyObject* key, PyObject* grad, const ParamSpan& param) {
     PyErr_SetString(PyExc_OverflowError, message.c_str());
     throw py::error_already_set();
   }
-}
-
-// splitmix64's finalizer (Steele et al.): a bijection of 64 bits with full avalanche.
-std::uint64_t splitmix64(std::uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Stochastic rounding's key for one array at one step: a hash of (seed, step, the key's repr).
-// The repr (FNV-1a of its UTF-8), not Python's hash(), which is salted per process for str: the
-// same key draws the same bits in every run. python/fastopt/_reference_half.py computes the same.
-std::uint32_t random_key(std::uint64_t seed, std::uint64_t step, PyObject* key) {
-  const std::string text = py::repr(key);
-  std::uint64_t fnv = 0xCBF29CE484222325ull;
-  for (const char c : text) fnv = (fnv ^ static_cast<unsigned char>(c)) * 0x100000001B3ull;
-  return static_cast<std::uint32_t>(splitmix64(seed ^ splitmix64(step ^ splitmix64(fnv))));
 }
 
 // For the slow paths, which check and convert against the param.
