@@ -67,14 +67,10 @@ def _checked_hyperparameters(opt: Optimizer, given: Mapping[str, Any]) -> dict[s
 
 def _check_half_options(opt: Optimizer, hyperparameters: dict[str, Any]) -> None:
     """The half-precision options as they will be after loading must agree with each other."""
-    from types import SimpleNamespace
+    from ._precision import options_after
 
-    from ._precision import half_options
-
-    names = ("master_weights", "rounding", "compensation", "seed")
-    settings = {name: hyperparameters.get(name, getattr(opt, name)) for name in names}
     try:
-        half_options(SimpleNamespace(**settings))
+        options_after(opt, hyperparameters)
     except ValueError as error:
         raise ValueError(f"hyperparameters: {error}") from error
 

@@ -31,3 +31,15 @@ def half_options(opt: Any) -> dict[str, Any]:
         "compensation": opt.compensation,
         "seed": opt.seed,
     }
+
+
+NAMES = ("master_weights", "rounding", "compensation", "seed")
+
+
+def options_after(opt: Any, hyperparameters: Any) -> dict[str, Any]:
+    """half_options() of ``opt``'s settings with ``hyperparameters`` (a state dict's, say) on
+    top: what they will be after loading it."""
+    from types import SimpleNamespace
+
+    settings = {name: hyperparameters.get(name, getattr(opt, name)) for name in NAMES}
+    return half_options(SimpleNamespace(**settings))

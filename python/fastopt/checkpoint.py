@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Hashable, MutableMapping
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from ._base import Optimizer
 from ._dtypes import is_bfloat16, is_half
-from ._precision import half_options
+from ._precision import options_after
 from ._state import HALF_STATES
 from ._types import Params
 
@@ -316,13 +315,12 @@ def _restore_bfloat16(path: Any, manifest: dict[str, Any], arrays: dict[str, np.
 def _check_half_state(path: Any, opt: Optimizer, state: dict[str, Any], params: Params) -> None:
     """Every half param with optimizer state has the master copy (or compensation) its settings
     keep: a checkpoint without them would resume with different numbers."""
-    settings = dict(vars(opt))
-    settings.update(state["hyperparameters"])
     try:
-        options = half_options(SimpleNamespace(**settings))
+        options = options_after(opt, state["hyperparameters"])
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: {error}") from error
-    wanted = [name for name, on in zip(HALF_STATES, _kept(options)) if on]
+    kept = (options["master_weights"], options["compensation"])  # in HALF_STATES' order
+    wanted = [name for name, on in zip(HALF_STATES, kept) if on]
     arrays = state["state"]
     for key, value in params.items():
         if not (isinstance(value, np.ndarray) and is_half(value.dtype)):
@@ -335,8 +333,3 @@ def _check_half_state(path: Any, opt: Optimizer, state: dict[str, Any], params: 
                     f"{name!r} for it, which this optimizer's settings keep: resuming without "
                     "it would change the numbers"
                 )
-
-
-def _kept(options: dict[str, Any]) -> tuple[bool, bool]:
-    """(keeps a master, keeps a compensation) under half_options()'s result."""
-    return options["master_weights"], options["compensation"]
