@@ -21,18 +21,20 @@ from typing import Any, Callable, ClassVar
 
 from . import _core, _spec
 from ._checks import (
+    count,
     finite_nonnegative,
     flag,
     nonfinite_mode,
     optional_flag,
     optional_positive,
     rounding_mode,
+    state_format,
 )
 from ._checks import seed as seed_check
 from ._per_key import Overlay, PerKey, PerKeyOption
 from ._persist import load_state_dict, state_dict
 from ._precision import half_options
-from ._settings import Hyperparameter, LearningRate, Option, with_common_options
+from ._settings import Hyperparameter, LearningRate, Option, StateLayout, with_common_options
 from ._state import HalfStateView, OptimizerState, StateView, StepView
 from ._types import Grads, Params
 from .clip import global_norm
@@ -86,6 +88,8 @@ class _Plan:
                 names,
                 initial_state=cls.first_state_value(opt),
                 nonfinite=opt.nonfinite,
+                state_format=opt.state_format,
+                compact_min_size=opt.compact_min_size,
                 **half_options(opt),
             )
         return updater
@@ -151,6 +155,10 @@ class Optimizer:
     rounding = Hyperparameter(rounding_mode, shared=True)
     compensation = Hyperparameter(flag, shared=True)
     seed = Hyperparameter(seed_check, shared=True)
+    # How the rule's states are stored (None, "bfloat16", "int8"; _compact.py), and the least size
+    # of an array whose states int8 quantizes: fixed once the optimizer has state.
+    state_format = StateLayout(state_format, None)
+    compact_min_size = StateLayout(count, 4096)
     steps = StepView()
     # The arrays half params keep beside the rule's states: {key: array}.
     master = HalfStateView()
@@ -298,6 +306,14 @@ class Optimizer:
             if schedule is not None:
                 _LR.show(self, shown)
             self.skipped_updates += 1
+
+    @property
+    def raw_state(self) -> dict[str, dict[Any, Any]]:
+        """Every state array as stored, live: {name: {key: array}}. Under state_format="int8" a
+        state holds uint8 codes and "<name>_absmax" its float32 absmax per block of 256; under
+        "bfloat16", uint16 bits. Also "master" and "compensation" (half params). What
+        state_dict() copies."""
+        return self._state.arrays
 
     def master_params(self, params: Params) -> dict[Any, Any]:
         """``params`` with every half param that has a master copy replaced by that float32

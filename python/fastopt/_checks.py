@@ -129,3 +129,22 @@ def seed(name: str, value: Any) -> int:
     if not 0 <= number < 2**64:
         raise ValueError(f"{name} must be in [0, 2**64); got {value!r}")
     return number
+
+
+STATE_FORMATS = (None, "bfloat16", "int8")
+
+
+def state_format(name: str, value: Any) -> str | None:
+    """How the rule's states are stored: None (the compute type), "bfloat16" or "int8"."""
+    if value is not None and not (isinstance(value, str) and value in STATE_FORMATS):
+        raise ValueError(f"{name} must be one of {list(STATE_FORMATS)}; got {value!r}")
+    return value
+
+
+def count(name: str, value: Any) -> int:
+    """A number of elements: an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0; got {value!r}")
+    return int(value)

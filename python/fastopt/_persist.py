@@ -14,11 +14,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._checks import step_count
+from ._compact import ABSMAX, BLOCK
 from ._dtypes import is_half
-from ._state import HALF_STATES
+from ._state import HALF_STATES, absmax_names
 
 if TYPE_CHECKING:
     from ._base import Optimizer
+
+# Settings that the state guards (StateLayout): loading sets them together with the arrays.
+_STATE_LAYOUT = ("state_format", "compact_min_size")
 
 # Counters that checkpoints written before the state object may hold (the same count as the step).
 _LEGACY_COUNTERS = ("_updates",)
@@ -97,22 +101,51 @@ def _checked_counters(opt: Optimizer, given: Mapping[str, Any]) -> tuple[int, di
     return steps, counters
 
 
-def _array_fits(name: str, value: Any) -> bool:
-    """A rule's state is float32 or float64; a master float32; a compensation half."""
+def _array_fits(name: str, value: Any, state_format: str | None) -> bool:
+    """A rule's state is float32 or float64, or stored compactly (uint16 bfloat16 bits, uint8
+    int8 codes) under that state_format; an absmax float32; a master float32; a compensation
+    half."""
     if not isinstance(value, np.ndarray):
         return False
-    if name == "master":
+    if name == "master" or name.endswith(ABSMAX):
         return value.dtype == np.float32
     if name == "compensation":
         return is_half(value.dtype)
-    return value.dtype in (np.float32, np.float64)
+    compact = {"bfloat16": np.uint16, "int8": np.uint8}.get(state_format or "")
+    return value.dtype in (np.float32, np.float64) or (
+        compact is not None and value.dtype == compact
+    )
 
 
-_EXPECTED = {"master": "a float32", "compensation": "a float16/bfloat16"}
+def _expected(name: str, state_format: str | None) -> str:
+    if name == "master" or name.endswith(ABSMAX):
+        return "a float32"
+    if name == "compensation":
+        return "a float16/bfloat16"
+    compact = {"bfloat16": "/uint16 (bfloat16 bits)", "int8": "/uint8 (int8 codes)"}
+    return "a float32/float64" + compact.get(state_format or "", "")
 
 
-def _checked_arrays(opt: Optimizer, given: Mapping[str, Any]) -> dict[str, dict[Any, np.ndarray]]:
-    names = (*opt._state_names, *HALF_STATES)
+def _check_absmax(arrays: dict[str, dict[Any, np.ndarray]], names: tuple[str, ...]) -> None:
+    """int8 codes and their absmaxes come together, one absmax per block of 256."""
+    for name in names:
+        codes, absmax = arrays[name], arrays[name + ABSMAX]
+        for key, value in codes.items():
+            blocks = -(-value.size // BLOCK)
+            if value.dtype == np.uint8 and (key not in absmax or absmax[key].shape != (blocks,)):
+                raise ValueError(
+                    f"state {name!r}[{key!r}] holds int8 codes but {name + ABSMAX!r}[{key!r}] is "
+                    f"not a float32 array of its {blocks} block absmaxes"
+                )
+        for key in absmax:
+            if key not in codes or codes[key].dtype != np.uint8:
+                raise ValueError(f"{name + ABSMAX!r}[{key!r}] has no int8 codes in {name!r}")
+
+
+def _checked_arrays(
+    opt: Optimizer, given: Mapping[str, Any], state_format: str | None
+) -> dict[str, dict[Any, np.ndarray]]:
+    names = (*opt._state_names, *absmax_names(opt._state_names), *HALF_STATES)
     unknown = sorted(set(given) - set(names), key=repr)
     if unknown:
         raise ValueError(f"unknown state {unknown} for {kind(type(opt))}")
@@ -123,17 +156,22 @@ def _checked_arrays(opt: Optimizer, given: Mapping[str, Any]) -> dict[str, dict[
         if not isinstance(per_key, Mapping):
             raise ValueError(f"state {name!r} must be a dict {{key: array}}")
         for key, value in per_key.items():
-            if not _array_fits(name, value):
-                expected = _EXPECTED.get(name, "a float32/float64")
-                raise ValueError(f"state {name!r}[{key!r}] must be {expected} array")
-            # The rule's states of one key share a dtype; the half arrays only the shape.
+            if not _array_fits(name, value, state_format):
+                raise ValueError(
+                    f"state {name!r}[{key!r}] must be {_expected(name, state_format)} array"
+                )
+            if name.endswith(ABSMAX):
+                continue
+            # The rule's float states of one key share a dtype; every array but an absmax the
+            # shape.
             seen = first.setdefault(key, (value.shape, None))
-            dtype = None if name in HALF_STATES else value.dtype
+            dtype = None if name in HALF_STATES or value.dtype.kind == "u" else value.dtype
             if seen[0] != value.shape or (dtype is not None and seen[1] not in (None, dtype)):
                 raise ValueError(f"the states of key {key!r} disagree in shape or dtype")
             if dtype is not None:
                 first[key] = (value.shape, dtype)
         arrays[name] = {key: np.array(value, copy=True) for key, value in per_key.items()}
+    _check_absmax(arrays, opt._state_names)
     return arrays
 
 
@@ -144,7 +182,8 @@ def load_state_dict(opt: Optimizer, state: Mapping[str, Any]) -> None:
     hyperparameters = _checked_hyperparameters(opt, _section(state, "hyperparameters"))
     _check_half_options(opt, hyperparameters)
     steps, counters = _checked_counters(opt, _section(state, "counters"))
-    arrays = _checked_arrays(opt, _section(state, "state"))
+    state_format = hyperparameters.get("state_format", opt.state_format)
+    arrays = _checked_arrays(opt, _section(state, "state"), state_format)
     # A schedule (the optimizer's, or one loaded as "lr") is called at the loaded step here,
     # before anything is replaced: if it raises, nothing has changed.
     lr = hyperparameters.get("lr", opt._schedule)
@@ -156,7 +195,10 @@ def load_state_dict(opt: Optimizer, state: Mapping[str, Any]) -> None:
         opt._schedule = schedule
         type(opt).lr.show(opt, rate)
     for name, value in hyperparameters.items():
-        setattr(opt, name, value)
+        if name in _STATE_LAYOUT:  # checked above; the arrays below come in this layout
+            opt.__dict__[name] = value
+        else:
+            setattr(opt, name, value)
     opt._state.arrays = arrays
     opt._state.steps = steps
     opt._state.counters = counters

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ._checks import (
     Check,
+    count,
     flag,
     learning_rate,
     nonfinite_mode,
@@ -21,6 +22,7 @@ from ._checks import (
     optional_positive,
     rounding_mode,
     seed,
+    state_format,
 )
 
 if TYPE_CHECKING:
@@ -93,9 +95,32 @@ def _anything(name: str, value: Any) -> Any:
     return value
 
 
+class StateLayout(Hyperparameter):
+    """A setting that decides how state arrays are stored (state_format, compact_min_size): it
+    can change only while the optimizer has no state (before its first update, or after its state
+    is cleared), or by loading a checkpoint, whose arrays come in the matching format."""
+
+    def __init__(self, check: Check, default: Any) -> None:
+        super().__init__(check, shared=True)
+        self.default = default
+
+    def __set__(self, opt: Optimizer, value: Any) -> None:
+        value = self.check(self.name, value)
+        current = opt.__dict__.get(self.name, self.default)
+        if value != current and any(opt._state.arrays.values()):
+            raise ValueError(
+                f"{self.name} decides how state arrays are stored: it can change only before the "
+                f"first update (or after clearing the state), or by loading a checkpoint; this "
+                f"optimizer already has state in {self.name}={current!r}"
+            )
+        opt.__dict__[self.name] = value
+        opt._forget_plan()
+
+
 # The keyword-only options every optimizer has, after its own parameters: name -> (default, check).
 # per_key's check needs the class (which hyperparameters exist): _per_key.PerKey does it.
-# The last four say how half (float16, bfloat16) params are updated; see Optimizer.
+# master_weights to seed say how half (float16, bfloat16) params are updated, state_format and
+# compact_min_size how states are stored; see Optimizer.
 COMMON_OPTIONS: dict[str, tuple[Any, Check | None]] = {
     "max_grad_norm": (None, optional_positive),
     "per_key": (None, None),
@@ -104,6 +129,8 @@ COMMON_OPTIONS: dict[str, tuple[Any, Check | None]] = {
     "rounding": ("nearest", rounding_mode),
     "compensation": (False, flag),
     "seed": (0, seed),
+    "state_format": (None, state_format),
+    "compact_min_size": (4096, count),
 }
 
 

@@ -22,7 +22,7 @@ class Rule:
     """One algorithm of the kernel table: its flags, scalar names and variants. (A plain class,
     not a dataclass: importing dataclasses alone cost ~2 ms of fastopt's import.)"""
 
-    __slots__ = ("name", "flags", "scalars", "variants", "flag_set")
+    __slots__ = ("name", "flags", "scalars", "variants", "flag_set", "state_kinds")
 
     def __init__(
         self,
@@ -30,8 +30,10 @@ class Rule:
         flags: tuple[str, ...],
         scalars: tuple[str, ...],
         variants: Mapping[int, tuple[int, tuple[str, ...]]],  # flag bits -> (kernel, states)
+        state_kinds: Mapping[str, str] | None = None,  # "signed", "unsigned" or "running_max"
     ) -> None:
         self.name, self.flags, self.scalars, self.variants = name, flags, scalars, variants
+        self.state_kinds = dict(state_kinds or {})
         self.flag_set = frozenset(flags)
 
     @property
@@ -55,7 +57,13 @@ class Rule:
 
 
 RULES: dict[str, Rule] = {
-    name: Rule(name, tuple(spec["flags"]), tuple(spec["scalars"]), dict(spec["variants"]))
+    name: Rule(
+        name,
+        tuple(spec["flags"]),
+        tuple(spec["scalars"]),
+        dict(spec["variants"]),
+        spec["state_kinds"],
+    )
     for name, spec in _core.algorithms().items()
 }
 

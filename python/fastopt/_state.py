@@ -14,12 +14,18 @@ from typing import Any
 import numpy as np
 
 from ._checks import step_count
+from ._compact import ABSMAX, CompactStateView
 
 Arrays = dict[str, dict[Hashable, np.ndarray]]
 
 # The arrays half params keep beside the rule's states (see Optimizer's master_weights): the
 # float32 master copy, and the Kahan compensation.
 HALF_STATES = ("master", "compensation")
+
+
+def absmax_names(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The dicts of int8 absmaxes of the states ``names`` (state_format="int8")."""
+    return tuple(name + ABSMAX for name in names)
 
 
 class OptimizerState:
@@ -34,7 +40,7 @@ class OptimizerState:
     # (Updater.run's commit), in the same C call, so that no signal handler can run in between.
 
     def __init__(self, names: tuple[str, ...], counters: dict[str, float]) -> None:
-        self.arrays: Arrays = {name: {} for name in (*names, *HALF_STATES)}
+        self.arrays: Arrays = {name: {} for name in (*names, *absmax_names(names), *HALF_STATES)}
         self.steps = 0
         self.counters = dict(counters)
 
@@ -69,8 +75,28 @@ class _Entry:
 
 
 class StateView(_Entry):
+    """A rule's state, {key: array}. Under state_format its arrays are raw (codes, bfloat16 bits):
+    it shows them as read-only float32 values (a CompactStateView), and ``opt.raw_state`` holds
+    the raw ones."""
+
     def __init__(self) -> None:
         super().__init__("arrays", _as_given)
+
+    def __get__(self, opt: Any, owner: type | None = None) -> Any:
+        if opt is None:
+            return self
+        arrays = opt._state.arrays
+        if opt.__dict__.get("state_format") is None:
+            return arrays[self.name]
+        signed = type(opt)._rule.state_kinds.get(self.name) == "signed"
+        absmax = arrays.setdefault(self.name + ABSMAX, {})
+        return CompactStateView(arrays[self.name], absmax, signed)
+
+    def __set__(self, opt: Any, value: Any) -> None:
+        arrays = opt._state.arrays
+        arrays[self.name] = value
+        if isinstance(value, dict) and not value:  # a reset (opt.v = {}): its absmaxes too
+            arrays[self.name + ABSMAX] = {}
 
 
 class HalfStateView(_Entry):

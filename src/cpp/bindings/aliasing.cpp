@@ -7,6 +7,7 @@
 #include <limits>
 #include <string>
 
+#include "bindings/compact_state.hpp"
 #include "bindings/predicates.hpp"
 
 namespace fastopt::bindings {
@@ -20,9 +21,13 @@ struct Written {
   std::size_t task;  // kSeveralKeys: arrays of two or more keys overlap here
 };
 
-Written range_of(const void* data, std::int64_t size, Dtype dtype, std::size_t task) {
+Written bytes_range(const void* data, std::int64_t bytes, std::size_t task) {
   const auto begin = reinterpret_cast<std::uintptr_t>(data);
-  return {begin, begin + static_cast<std::uintptr_t>(size * bytes_of(dtype)), task};
+  return {begin, begin + static_cast<std::uintptr_t>(bytes), task};
+}
+
+Written range_of(const void* data, std::int64_t size, Dtype dtype, std::size_t task) {
+  return bytes_range(data, size * bytes_of(dtype), task);
 }
 
 bool has_master(const runtime::Task& task) {
@@ -36,8 +41,14 @@ std::vector<Written> sorted_ranges(const Scratch& scratch) {
     const runtime::Task& task = scratch.tasks[t];
     const Dtype dtype = scratch.origins[t].dtype;
     ranges.push_back(range_of(task.ops.param, task.size, dtype, t));
-    for (void* state : task.ops.state) {
-      if (state != nullptr) ranges.push_back(range_of(state, task.size, compute_of(dtype), t));
+    const Mixed* mixed = task.ops.mixed;
+    for (int s = 0; s < kMaxStates; ++s) {
+      const void* state = task.ops.state[s];
+      if (state == nullptr) continue;
+      const StateFormat format = mixed != nullptr ? mixed->state_format[s] : StateFormat::kNative;
+      ranges.push_back(bytes_range(state, state_bytes(format, dtype, task.size), t));
+      if (format == StateFormat::kInt8)
+        ranges.push_back(bytes_range(mixed->absmax[s], 4 * absmax_count(task.size), t));
     }
     if (task.ops.mixed != nullptr && task.ops.mixed->master != nullptr)
       ranges.push_back(range_of(task.ops.mixed->master, task.size, Dtype::kFloat32, t));

@@ -65,7 +65,8 @@ constexpr std::int64_t kPage = 4096;
 // loop's alignment peel their vector accesses are as aligned as the param's.
 constexpr std::int64_t kStaggerStep = 17 * 64;
 
-// A zero array of the param's shape and memory order, of `dtype` (its compute type unless given).
+}  // namespace
+
 py::array zeros_like(const ParamSpan& param, int slot, py::dtype dtype) {
   const py::array& p = param.array;
   const std::vector<py::ssize_t> shape(p.shape(), p.shape() + p.ndim());
@@ -86,6 +87,8 @@ py::array zeros_like(const ParamSpan& param, int slot, py::dtype dtype) {
   std::memset(start, 0, static_cast<std::size_t>(nbytes));
   return py::array(dtype, shape, strides, start, buffer);  // a view that keeps `buffer` alive
 }
+
+namespace {
 
 py::dtype compute_dtype(const ParamSpan& param) {
   return py::dtype(std::string(dtype_name(compute_of(param.dtype))));

@@ -26,6 +26,10 @@ struct ParamSpan {
   bool from_scalar;  // the dict entry is a Python/NumPy scalar, replaced after the update
 };
 
+// A zero array of the param's shape and memory order, of `dtype`, placed at state `slot`'s offset
+// within a page when it is large (arrays.cpp: kStaggerStep).
+py::array zeros_like(const ParamSpan& param, int slot, py::dtype dtype);
+
 // "params['W1']", with the key's repr.
 std::string entry(const char* dict_name, py::handle key);
 

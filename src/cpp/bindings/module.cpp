@@ -7,6 +7,7 @@ void register_updater(pybind11::module_& m);
 void register_threads(pybind11::module_& m);
 void register_norm(pybind11::module_& m);
 void register_half(pybind11::module_& m);
+void register_compact(pybind11::module_& m);
 }  // namespace fastopt::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -16,4 +17,5 @@ PYBIND11_MODULE(_core, m) {
   fastopt::bindings::register_threads(m);
   fastopt::bindings::register_norm(m);
   fastopt::bindings::register_half(m);
+  fastopt::bindings::register_compact(m);
 }

@@ -12,6 +12,7 @@
 #include "bindings/arrays.hpp"
 #include "bindings/predicates.hpp"
 #include "bindings/random_key.hpp"
+#include "kernels/quant_map.hpp"
 #include "runtime/executor.hpp"
 
 namespace fastopt::bindings {
@@ -91,7 +92,7 @@ class Planner {
   ArrayView param_of(PyObject* key, PyObject* value, PyObject** param_array);
   void use_own_settings(PyObject* key, Dtype compute, runtime::Task* task);
   void* state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array,
-                 bool* had_state);
+                 bool* had_state, Mixed* mixed);
   void half_arrays(PyObject* key, const ArrayView& param, PyObject* param_array, bool had_state,
                    Mixed* mixed);
   void no_half_arrays(PyObject* key, const ArrayView& param);
@@ -135,9 +136,9 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   }
   task.ops.grad = py::detail::array_proxy(grad)->data;
   bool had_state = false;
-  for (int s = 0; s < row_.num_states; ++s)
-    task.ops.state[s] = state_of(s, key, param, param_array, &had_state);
   Mixed mixed;
+  for (int s = 0; s < row_.num_states; ++s)
+    task.ops.state[s] = state_of(s, key, param, param_array, &had_state, &mixed);
   if (is_half(param.dtype)) {
     half_arrays(key, param, param_array, had_state, &mixed);
   } else {
@@ -152,11 +153,18 @@ void Planner::add_key(PyObject* key, PyObject* value) {
     grad_converted = true;
     grad_dtype = compute;
   }
-  if (is_half(param.dtype) || grad_dtype != compute) {
+  bool compact = false;
+  for (const StateFormat format : mixed.state_format) compact |= format != StateFormat::kNative;
+  if (is_half(param.dtype) || grad_dtype != compute || compact) {
     // The blocked sweep runs the rule's kernel over buffers (kernels/mixed.hpp).
     mixed.rule = task.fn;
     mixed.param_dtype = param.dtype;
     mixed.grad_dtype = grad_dtype;
+    mixed.size = param.size;
+    const Precision& precision = *request_.precision;
+    mixed.rounding = precision.rounding;
+    if (precision.rounding == Rounding::kStochastic)
+      mixed.random_key = random_key(precision.seed, precision.step, key);
     scratch_.mixed.push_back(mixed);
     task.fn = request_.table->mixed[static_cast<int>(compute)];
     task.ops.mixed = &scratch_.mixed.back();
@@ -185,9 +193,6 @@ void Planner::half_arrays(PyObject* key, const ArrayView& param, PyObject* param
       extra_state(key, precision.masters, precision.master, master, param, param_array, had_state);
   mixed->compensation = extra_state(key, precision.compensations, precision.compensation,
                                     compensation, param, param_array, had_state);
-  mixed->rounding = precision.rounding;
-  if (precision.rounding == Rounding::kStochastic)
-    mixed->random_key = random_key(precision.seed, precision.step, key);
 }
 
 // A param that is not half has no master and no compensation: one left from when it was half (the
@@ -259,9 +264,14 @@ ArrayView Planner::param_of(PyObject* key, PyObject* value, PyObject** param_arr
 bool Planner::grad_shares_a_state(const runtime::Task& task, const Mixed& mixed,
                                   const ArrayView& param, Dtype grad_dtype) const {
   const std::int64_t grad_bytes = param.size * bytes_of(grad_dtype);
-  const std::int64_t state_bytes = param.size * bytes_of(compute_of(param.dtype));
   for (int s = 0; s < row_.num_states; ++s) {
-    if (overlaps(task.ops.grad, grad_bytes, task.ops.state[s], state_bytes)) return true;
+    const StateFormat format = mixed.state_format[s];
+    if (overlaps(task.ops.grad, grad_bytes, task.ops.state[s],
+                 state_bytes(format, param.dtype, param.size)) ||
+        (format == StateFormat::kInt8 &&
+         overlaps(task.ops.grad, grad_bytes, mixed.absmax[s], 4 * absmax_count(param.size)))) {
+      return true;
+    }
   }
   return (mixed.master != nullptr &&
           overlaps(task.ops.grad, grad_bytes, mixed.master, param.size * 4)) ||
@@ -316,8 +326,29 @@ void Planner::use_own_settings(PyObject* key, Dtype compute, runtime::Task* task
 // The data of state `slot` for `key`: the existing array when it fits, else one check_state
 // returns (raises, converts, or makes a new one, inserted only at commit).
 void* Planner::state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array,
-                        bool* had_state) {
+                        bool* had_state, Mixed* mixed) {
   std::vector<py::object>& keep = scratch_.keep;
+  const Precision& precision = *request_.precision;
+  const StateKind kind = row_.state_kinds[slot];
+  const StateFormat format = format_for(precision.compact, kind, param.size);
+  if (format != StateFormat::kNative) {
+    const StateSpec spec{request_.state_names[slot].c_str(), slot, compute_of(param.dtype),
+                         request_.initial_state, false};
+    const bool int8 = format == StateFormat::kInt8;
+    if (int8 && precision.absmax[slot] == nullptr) {
+      throw py::type_error("the optimizer's state '" + request_.state_names[slot] +
+                           "_absmax' must be a dict; assign {} to reset it.");
+    }
+    const CompactSlot compact{format, kind, request_.state_dicts[slot],
+                              int8 ? precision.absmax[slot] : nullptr, spec};
+    mixed->state_format[slot] = format;
+    if (int8) {
+      mixed->quant_map[slot] = &quant_map(kind == StateKind::kSigned);
+      mixed->any_int8 = true;
+    }
+    return compact_state(key, compact, span_of(param_array, param), *request_.table, scratch_,
+                         &mixed->absmax[slot], had_state);
+  }
   PyObject* state = state_dicts_[slot].find(key);  // borrowed; owned below before any Python runs
   if (state != nullptr && state_fits(state, param, compute_of(param.dtype))) {
     keep.push_back(py::reinterpret_borrow<py::object>(state));

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bindings/compact_state.hpp"
 #include "bindings/scratch.hpp"
 #include "kernels/table.hpp"
 
@@ -23,6 +24,8 @@ struct Precision {
   std::uint64_t step = 0;             // the step being made: stochastic rounding's counter
   PyObject* masters = nullptr;        // {key: float32 array}, or nullptr when none is needed
   PyObject* compensations = nullptr;  // {key: array like the param}
+  CompactOptions compact;             // how the rule's states are stored (state_format)
+  PyObject* absmax[kMaxStates] = {};  // int8: each state's "<name>_absmax" dict
 };
 
 // What one run is asked to do: the Updater's fixed part and the call's arguments, checked.

@@ -58,8 +58,13 @@ void register_dispatch(py::module_& m) {
             spec["flags"] = names(row.flag_names, row.num_flags);
             spec["scalars"] = names(row.scalar_names, row.num_scalars);
             spec["variants"] = py::dict();
+            spec["state_kinds"] = py::dict();
             out[name] = spec;
           }
+          constexpr const char* kKinds[] = {"signed", "unsigned", "running_max"};
+          py::dict kinds = out[name]["state_kinds"];
+          for (int s = 0; s < row.num_states; ++s)
+            kinds[py::str(row.state_names[s])] = kKinds[static_cast<int>(row.state_kinds[s])];
           py::dict variants = out[name]["variants"];
           variants[py::int_(row.variant)] =
               py::make_tuple(i, names(row.state_names, row.num_states));
@@ -68,7 +73,8 @@ void register_dispatch(py::module_& m) {
       },
       "The algorithm spec: {name: {'flags': option names (bit k = flags[k]), 'scalars': the "
       "per-step scalar names in kernel order, 'variants': {option bits: (kernel index, state "
-      "names)}}}.");
+      "names)}, 'state_kinds': {state name: 'signed', 'unsigned' or 'running_max'}}}: what a "
+      "state holds decides how state_format may store it.");
 }
 
 }  // namespace fastopt::bindings

@@ -27,8 +27,13 @@
 namespace fastopt::bindings {
 
 Updater::Updater(int kernel, py::object state_names, double initial_state,
-                 const std::string& nonfinite, const HalfOptions& half)
-    : table_(active_level().table()), kernel_(kernel), initial_state_(initial_state), half_(half) {
+                 const std::string& nonfinite, const HalfOptions& half,
+                 const CompactOptions& compact)
+    : table_(active_level().table()),
+      kernel_(kernel),
+      initial_state_(initial_state),
+      half_(half),
+      compact_(compact) {
   for (int i = 0; i < 2; ++i) {
     PyObject* name = PyUnicode_InternFromString(i == 0 ? "master" : "compensation");
     if (name == nullptr) throw py::error_already_set();
@@ -63,6 +68,9 @@ Updater::Updater(int kernel, py::object state_names, double initial_state,
     PyUnicode_InternInPlace(&interned);
     state_names_[s] = py::reinterpret_steal<py::str>(interned);
     state_name_strings_[s] = py::cast<std::string>(state_names_[s]);
+    PyObject* absmax = PyUnicode_InternFromString((state_name_strings_[s] + "_absmax").c_str());
+    if (absmax == nullptr) throw py::error_already_set();
+    absmax_names_[s] = py::reinterpret_steal<py::str>(absmax);
     for (Py_ssize_t t = 0; t < s; ++t) {
       if (state_name_strings_[t] == state_name_strings_[s]) {
         throw py::value_error("state_names has '" + state_name_strings_[s] +
@@ -145,6 +153,14 @@ bool Updater::run(const RunArgs& args) const {
   const py::object compensations = half_dict(args.states, half_names_[1]);
   precision.masters = masters.is_none() ? nullptr : masters.ptr();
   precision.compensations = compensations.is_none() ? nullptr : compensations.ptr();
+  precision.compact = compact_;
+  std::array<py::object, kMaxStates> absmax_dicts;
+  if (compact_.format == StateFormat::kInt8) {
+    for (int s = 0; s < row.num_states; ++s) {
+      absmax_dicts[s] = half_dict(args.states, absmax_names_[s]);
+      precision.absmax[s] = absmax_dicts[s].is_none() ? nullptr : absmax_dicts[s].ptr();
+    }
+  }
   Scratch::Lease scratch;
   // 1. validate
   const PlanRequest request{&table_,
@@ -242,6 +258,23 @@ PyMethodDef g_run_def = {
     "skipped "
     "(nonfinite='skip' and a grad held inf or nan), else True."};
 
+CompactOptions compact_options(const py::object& state_format, std::int64_t min_size) {
+  CompactOptions options;
+  options.min_size = min_size;
+  if (min_size < 0) throw py::value_error("compact_min_size must be >= 0");
+  if (state_format.is_none()) return options;
+  const std::string name = py::str(state_format);
+  if (name == "bfloat16") {
+    options.format = StateFormat::kBFloat16;
+  } else if (name == "int8") {
+    options.format = StateFormat::kInt8;
+  } else {
+    throw py::value_error("state_format must be None, 'bfloat16' or 'int8'; got " +
+                          std::string(py::repr(state_format)));
+  }
+  return options;
+}
+
 }  // namespace
 
 void register_updater(py::module_& m) {
@@ -253,7 +286,8 @@ void register_updater(py::module_& m) {
                           "start at, and what to do with non-finite grads.");
   cls.def(py::init([](int kernel, py::object state_names, double initial_state,
                       const std::string& nonfinite, bool master_weights,
-                      const std::string& rounding, bool compensation, std::uint64_t seed) {
+                      const std::string& rounding, bool compensation, std::uint64_t seed,
+                      py::object state_format, std::int64_t compact_min_size) {
             HalfOptions half{master_weights, compensation, Rounding::kNearest, seed};
             if (rounding == "stochastic") {
               half.rounding = Rounding::kStochastic;
@@ -261,11 +295,13 @@ void register_updater(py::module_& m) {
               throw py::value_error("rounding must be 'nearest' or 'stochastic'; got '" + rounding +
                                     "'");
             }
-            return Updater(kernel, std::move(state_names), initial_state, nonfinite, half);
+            return Updater(kernel, std::move(state_names), initial_state, nonfinite, half,
+                           compact_options(state_format, compact_min_size));
           }),
           py::arg("kernel"), py::arg("state_names"), py::kw_only(), py::arg("initial_state") = 0.0,
           py::arg("nonfinite") = "propagate", py::arg("master_weights") = true,
-          py::arg("rounding") = "nearest", py::arg("compensation") = false, py::arg("seed") = 0)
+          py::arg("rounding") = "nearest", py::arg("compensation") = false, py::arg("seed") = 0,
+          py::arg("state_format") = py::none(), py::arg("compact_min_size") = 4096)
       // Every accessor goes through constructed(): an instance whose __init__ never ran raises
       // TypeError instead of reading uninitialised memory.
       .def_property_readonly("kernel", [](py::handle u) { return constructed(u.ptr()).kernel(); })

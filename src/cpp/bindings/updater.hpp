@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bindings/compact_state.hpp"
 #include "bindings/nonfinite.hpp"
 #include "kernels/table.hpp"
 
@@ -42,13 +43,14 @@ class Updater {
   // Raises ValueError for an unknown kernel, a wrong number of state names or an unknown mode,
   // TypeError when state_names is not a tuple of str.
   Updater(int kernel, py::object state_names, double initial_state, const std::string& nonfinite,
-          const HalfOptions& half = {});
+          const HalfOptions& half = {}, const CompactOptions& compact = {});
 
   int kernel() const { return kernel_; }
   const py::tuple& state_names() const { return state_names_; }
   double initial_state() const { return initial_state_; }
   const char* nonfinite() const { return nonfinite_name(nonfinite_); }
   const HalfOptions& half() const { return half_; }
+  const CompactOptions& compact() const { return compact_; }
 
   // Returns false when the update was skipped (nonfinite="skip" and a grad held inf or nan).
   bool run(const RunArgs& args) const;
@@ -65,6 +67,8 @@ class Updater {
   Nonfinite nonfinite_;
   HalfOptions half_;
   std::array<py::str, 2> half_names_;  // "master", "compensation": interned, for the lookups
+  CompactOptions compact_;
+  std::array<py::str, kMaxStates> absmax_names_;  // "<state name>_absmax", interned
 };
 
 void register_updater(py::module_& m);

@@ -18,7 +18,10 @@
 //   param        without a master, a half param is widened, plus its Kahan compensation when
 //                there is one, updated, and rounded (nearest or stochastic); the compensation
 //                keeps what the rounding lost.
-//   states       always the compute type.
+//   states       the compute type, or compact (state_format): bfloat16 bits, widened and rounded
+//                back like a half param without a master; or int8 codes, dequantized a block of
+//                256 at a time and quantized again after the rule (compact.hpp). No float copy
+//                of a compact state ever exists beyond the block in L1.
 //
 // Compiled once per SIMD level (see rules/common.hpp for why it lives in the level's namespace).
 #pragma once
@@ -29,6 +32,7 @@
 
 #include <cstdint>
 
+#include "kernels/compact.hpp"
 #include "kernels/half.hpp"
 #include "kernels/table.hpp"
 
@@ -87,6 +91,58 @@ inline void store_half_param(const Operands& ops, std::int64_t b, std::int64_t n
                     Rounding::kNearest, 0, 0);
 }
 
+// The stochastic-rounding key of bfloat16 state `slot`: its own bits, apart from the param's.
+inline std::uint32_t state_key(std::uint32_t random_key, int slot) {
+  return half::mix32(random_key ^ (0x9E3779B9u * static_cast<std::uint32_t>(slot + 1)));
+}
+
+// A compact state's elements [b, b + n) into `out` as the compute type.
+template <class T>
+void load_state(const Mixed& m, int slot, const void* data, std::int64_t b, std::int64_t n,
+                T* out) {
+  float wide[kMixedBlock];
+  float* f = sizeof(T) == 4 ? reinterpret_cast<float*>(out) : wide;
+  if (m.state_format[slot] == StateFormat::kBFloat16) {
+    half::widen_block(Dtype::kBFloat16, static_cast<const std::uint16_t*>(data) + b, f, n);
+  } else {
+    const std::uint8_t* codes = static_cast<const std::uint8_t*>(data) + b;
+    for (std::int64_t q = 0; q < n; q += kQuantBlock) {
+      const std::int64_t len = n - q < kQuantBlock ? n - q : kQuantBlock;
+      compact::dequantize(codes + q, m.absmax[slot][(b + q) / kQuantBlock], f + q, len,
+                          *m.quant_map[slot]);
+    }
+  }
+  if constexpr (sizeof(T) == 8)
+    for (std::int64_t i = 0; i < n; ++i) out[i] = wide[i];  // exact
+}
+
+// `in` (the rule's result) back into the compact state: a double is rounded to float first.
+template <class T>
+void store_state(const Mixed& m, int slot, void* data, std::int64_t b, std::int64_t n,
+                 const T* in) {
+  float narrow[kMixedBlock];
+  const float* f = reinterpret_cast<const float*>(in);
+  if constexpr (sizeof(T) == 8) {
+    for (std::int64_t i = 0; i < n; ++i) narrow[i] = static_cast<float>(in[i]);
+    f = narrow;
+  }
+  if (m.state_format[slot] == StateFormat::kBFloat16) {
+    half::round_block(Dtype::kBFloat16, f, static_cast<std::uint16_t*>(data) + b, n, m.rounding,
+                      state_key(m.random_key, slot), b);
+    return;
+  }
+  std::uint8_t* codes = static_cast<std::uint8_t*>(data) + b;
+  for (std::int64_t q = 0; q < n; q += kQuantBlock) {
+    const std::int64_t len = n - q < kQuantBlock ? n - q : kQuantBlock;
+    compact::quantize(f + q, codes + q, &m.absmax[slot][(b + q) / kQuantBlock], len,
+                      *m.quant_map[slot]);
+  }
+}
+
+inline std::int64_t whole_blocks(std::int64_t i) {
+  return (i + kQuantBlock - 1) / kQuantBlock * kQuantBlock;
+}
+
 }  // namespace detail
 
 // KernelTable::mixed[compute]: ops.mixed->rule over elements [begin, end), a block at a time.
@@ -95,8 +151,15 @@ void sweep_mixed(const double* scalars, const Operands& ops, std::int64_t begin,
   alignas(64) T g[detail::kMixedBlock];
   alignas(64) float p[detail::kMixedBlock];
   alignas(64) float c[detail::kMixedBlock];
+  alignas(64) T states[kMaxStates][detail::kMixedBlock];
   const Mixed& m = *ops.mixed;
   const bool half_param = is_half(m.param_dtype);
+  if (m.any_int8) {
+    // Whole int8 blocks: this piece covers the blocks that start in [begin, end). The pieces of a
+    // task cover [0, size) once, so each block is done once, by one thread, at any thread count.
+    begin = detail::whole_blocks(begin);
+    end = detail::whole_blocks(end) < m.size ? detail::whole_blocks(end) : m.size;
+  }
   for (std::int64_t b = begin; b < end;) {
     // A block never crosses a multiple of 2^32 elements (half::block_key).
     const std::int64_t wrap = ((b >> 32) + 1) << 32;
@@ -105,8 +168,15 @@ void sweep_mixed(const double* scalars, const Operands& ops, std::int64_t begin,
     const std::int64_t n = stop - b;
     Operands block = ops;
     block.grad = detail::grad_block<T>(ops, b, n, g);
-    for (int s = 0; s < kMaxStates; ++s)
-      if (ops.state[s] != nullptr) block.state[s] = static_cast<T*>(ops.state[s]) + b;
+    for (int s = 0; s < kMaxStates; ++s) {
+      if (ops.state[s] == nullptr) continue;
+      if (m.state_format[s] == StateFormat::kNative) {
+        block.state[s] = static_cast<T*>(ops.state[s]) + b;
+      } else {
+        detail::load_state(m, s, ops.state[s], b, n, states[s]);
+        block.state[s] = states[s];
+      }
+    }
     if (!half_param) {
       block.param = static_cast<T*>(ops.param) + b;
     } else if (m.master != nullptr) {
@@ -122,6 +192,9 @@ void sweep_mixed(const double* scalars, const Operands& ops, std::int64_t begin,
     } else if (half_param) {
       detail::store_half_param(ops, b, n, p, c);
     }
+    for (int s = 0; s < kMaxStates; ++s)
+      if (ops.state[s] != nullptr && m.state_format[s] != StateFormat::kNative)
+        detail::store_state(m, s, ops.state[s], b, n, states[s]);
     b = stop;
   }
 }

@@ -84,6 +84,7 @@ constexpr KernelRow row(unsigned variant = 0, const char* const* flag_names = nu
           R::kDivSqrt,
           R::kScalars,
           R::kStateNames.names,
+          R::kStateNames.kinds,
           {&sweep<Rule, F32>, &sweep<Rule, F64>}};
 }
 

@@ -28,8 +28,23 @@ inline constexpr std::int64_t bytes_of(Dtype dtype) {
   return dtype == Dtype::kFloat64 ? 8 : dtype == Dtype::kFloat32 ? 4 : 2;
 }
 
-// How a half param is written when it has no master copy (mixed.hpp).
+// How a half param is written when it has no master copy, and a bfloat16 state (mixed.hpp).
 enum class Rounding : unsigned char { kNearest = 0, kStochastic = 1 };
+
+// What a rule's state holds, which decides how it may be stored compactly (state_format):
+//   kSigned      either sign (momentum, Adam's m): int8 codes of the signed map, or bfloat16;
+//   kUnsigned    never negative (v, sums of squares): the unsigned map, twice as fine, or bfloat16;
+//   kRunningMax  a running maximum (AMSGrad's): bfloat16 keeps it monotone (rounding a max of a
+//                representable value never goes below it), but int8 would not, since requantizing
+//                a block to a new absmax can lower an element; it stays in the compute type then.
+enum class StateKind : unsigned char { kSigned = 0, kUnsigned = 1, kRunningMax = 2 };
+
+// How one state array of a task is stored: the compute type, bfloat16 bits, or int8 codes of a
+// dynamic map with one float32 absmax per kQuantBlock elements (kernels/compact.hpp).
+enum class StateFormat : unsigned char { kNative = 0, kBFloat16 = 1, kInt8 = 2 };
+// int8 blocks: 256 consecutive elements in memory order, as in Dettmers et al. and bitsandbytes.
+inline constexpr std::int64_t kQuantBlock = 256;
+struct QuantMap;
 
 struct Operands;
 // Applies a rule to elements [begin, end) of the operands.
@@ -61,6 +76,14 @@ struct Mixed {
   void* compensation = nullptr;         // Kahan buffer, stored like the param; no master then
   Rounding rounding = Rounding::kNearest;  // how the param is written when there is no master
   std::uint32_t random_key = 0;            // stochastic rounding: hash of (seed, step, key)
+  // Compact states: how each is stored; for int8, its map and its absmax per block. A task with
+  // int8 states works in whole blocks: a piece [begin, end) covers the blocks that start in it,
+  // up to `size`, so no block is ever split between threads (mixed.hpp).
+  StateFormat state_format[kMaxStates] = {};
+  const QuantMap* quant_map[kMaxStates] = {};
+  float* absmax[kMaxStates] = {};
+  bool any_int8 = false;
+  std::int64_t size = 0;  // the task's elements
 };
 
 struct KernelRow {
@@ -76,7 +99,8 @@ struct KernelRow {
   // (num_states of them). Both point into the rule's static constexpr lists.
   const char* const* scalar_names;
   const char* const* state_names;
-  KernelFn fn[kNumComputes];  // indexed by the compute Dtype (compute_of the param's)
+  const StateKind* state_kinds;  // this variant's, in slot order
+  KernelFn fn[kNumComputes];     // indexed by the compute Dtype (compute_of the param's)
 };
 
 // Sum of squares of elements [begin, end) of one array, in double (see reduce.hpp).
@@ -92,6 +116,12 @@ inline constexpr std::int64_t kNormChunk = 8192;
 using WidenFn = void (*)(const std::uint16_t* src, float* out, std::int64_t n);
 using RoundFn = void (*)(const float* src, std::uint16_t* out, std::int64_t n, Rounding rounding,
                          std::uint32_t random_key, std::int64_t index0);
+// The level's int8 block quantization (kernels/compact.hpp), for the tests and for new states:
+// n <= kQuantBlock floats into codes and their block's absmax, and back.
+using QuantizeFn = void (*)(const float* src, std::uint8_t* codes, float* absmax, std::int64_t n,
+                            const QuantMap& map);
+using DequantizeFn = void (*)(const std::uint8_t* codes, float absmax, float* out, std::int64_t n,
+                              const QuantMap& map);
 
 struct KernelTable {
   const KernelRow* rows;
@@ -104,6 +134,8 @@ struct KernelTable {
   KernelFn mixed[kNumComputes];
   WidenFn widen[2];  // [bfloat16, float16]
   RoundFn round[2];
+  QuantizeFn quantize;
+  DequantizeFn dequantize;
 };
 
 }  // namespace fastopt

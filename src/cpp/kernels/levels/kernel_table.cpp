@@ -6,6 +6,7 @@
 // merged by the linker, so one level's instructions could end up running on a CPU without them.
 // For the same reason the rules' names are constexpr arrays of const char* (rules/common.hpp), and
 // the rows point into them.
+#include "kernels/compact.hpp"
 #include "kernels/mixed.hpp"
 #include "kernels/reduce.hpp"
 #include "kernels/rules/adam_family.hpp"
@@ -79,7 +80,9 @@ KernelTable kernel_table() {
            &flag_nonfinite<D::kBFloat16>, &flag_nonfinite<D::kFloat16>},
           {&sweep_mixed<float>, &sweep_mixed<double>},
           {&widen<D::kBFloat16>, &widen<D::kFloat16>},
-          {&round<D::kBFloat16>, &round<D::kFloat16>}};
+          {&round<D::kBFloat16>, &round<D::kFloat16>},
+          &compact::quantize,
+          &compact::dequantize};
 }
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS

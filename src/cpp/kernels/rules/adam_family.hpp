@@ -22,7 +22,10 @@ struct TorchAdam {
                                              "eps",
                                              "neg_step_size"};
   static constexpr StateNames kStateNames =
-      StateNames{}.add("exp_avg").add("exp_avg_sq").add("max_exp_avg_sq", (F & kAmsgrad) != 0);
+      StateNames{}
+          .add("exp_avg", kSigned)
+          .add("exp_avg_sq", kUnsigned)
+          .add("max_exp_avg_sq", kRunningMax, (F & kAmsgrad) != 0);
   static constexpr int kDivSqrt = 2;
   AdamMoments<T, F> moments;
   T bias_correction2_sqrt, eps, neg_step_size;
@@ -47,7 +50,8 @@ struct TorchAdamax {
   static constexpr const char* kFlags[] = {"weight_decay"};
   static constexpr const char* kScalars[] = {"maximize", "wd",  "one_minus_beta1",
                                              "beta2",    "eps", "neg_clr"};
-  static constexpr StateNames kStateNames = StateNames{}.add("exp_avg").add("exp_inf");
+  static constexpr StateNames kStateNames =
+      StateNames{}.add("exp_avg", kSigned).add("exp_inf", kUnsigned);
   static constexpr int kDivSqrt = 1;
   SignFlip<T> maximize;
   T wd, one_minus_beta1, beta2, eps, neg_clr;
@@ -78,7 +82,8 @@ struct TorchNadam {
   static constexpr const char* kScalars[] = {
       "maximize",         "wd",  "decay",     "one_minus_beta1", "beta2", "one_minus_beta2",
       "bias_correction2", "eps", "grad_coef", "avg_coef"};
-  static constexpr StateNames kStateNames = StateNames{}.add("exp_avg").add("exp_avg_sq");
+  static constexpr StateNames kStateNames =
+      StateNames{}.add("exp_avg", kSigned).add("exp_avg_sq", kUnsigned);
   static constexpr int kDivSqrt = 3;
   AdamMoments<T, F> moments;
   T bias_correction2, eps, grad_coef, avg_coef;
@@ -115,7 +120,8 @@ struct TorchRadam {
                                              "eps",
                                              "rect",
                                              "rectify"};
-  static constexpr StateNames kStateNames = StateNames{}.add("exp_avg").add("exp_avg_sq");
+  static constexpr StateNames kStateNames =
+      StateNames{}.add("exp_avg", kSigned).add("exp_avg_sq", kUnsigned);
   static constexpr int kDivSqrt = 2;
   AdamMoments<T, F> moments;
   T bias_correction1, lr, bias_correction2_sqrt, eps, rect;
@@ -165,7 +171,10 @@ struct AdaBelief {
                                              "eps",          "bias_correction2_sqrt",
                                              "neg_step_size"};
   static constexpr StateNames kStateNames =
-      StateNames{}.add("exp_avg").add("exp_avg_var").add("max_exp_avg_var", (F & kAmsgrad) != 0);
+      StateNames{}
+          .add("exp_avg", kSigned)
+          .add("exp_avg_var", kUnsigned)
+          .add("max_exp_avg_var", kRunningMax, (F & kAmsgrad) != 0);
   static constexpr int kDivSqrt = (F & kSgdStep) != 0 ? 0 : 2;
   T decay, wd, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, bias_correction2_sqrt,
       neg_step_size;

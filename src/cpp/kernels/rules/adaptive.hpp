@@ -12,7 +12,7 @@ struct TorchAdagrad {
   static constexpr const char* kName = "torch_adagrad";
   static constexpr const char* kFlags[] = {"weight_decay"};
   static constexpr const char* kScalars[] = {"maximize", "wd", "eps", "neg_clr"};
-  static constexpr StateNames kStateNames = StateNames{}.add("sum");
+  static constexpr StateNames kStateNames = StateNames{}.add("sum", kUnsigned);
   static constexpr int kDivSqrt = 2;
   SignFlip<T> maximize;
   T wd, eps, neg_clr;
@@ -34,10 +34,11 @@ struct TorchRmsprop {
   static constexpr unsigned kCentered = 1u << 1, kMomentum = 1u << 2;
   static constexpr const char* kScalars[] = {"maximize", "wd",       "alpha", "one_minus_alpha",
                                              "eps",      "momentum", "neg_lr"};
-  static constexpr StateNames kStateNames = StateNames{}
-                                                .add("square_avg")
-                                                .add("grad_avg", (F & kCentered) != 0)
-                                                .add("momentum_buffer", (F & kMomentum) != 0);
+  static constexpr StateNames kStateNames =
+      StateNames{}
+          .add("square_avg", kUnsigned)
+          .add("grad_avg", kSigned, (F & kCentered) != 0)
+          .add("momentum_buffer", kSigned, (F & kMomentum) != 0);
   static constexpr int kCenteredSlot = 1;
   static constexpr int kMomentumSlot = (F & kCentered) ? 2 : 1;
   static constexpr int kDivSqrt = 2;
@@ -81,7 +82,8 @@ struct TorchAdadelta {
   static constexpr const char* kFlags[] = {"weight_decay"};
   static constexpr const char* kScalars[] = {"maximize",      "wd",  "rho",
                                              "one_minus_rho", "eps", "neg_lr"};
-  static constexpr StateNames kStateNames = StateNames{}.add("square_avg").add("acc_delta");
+  static constexpr StateNames kStateNames =
+      StateNames{}.add("square_avg", kUnsigned).add("acc_delta", kUnsigned);
   static constexpr int kDivSqrt = 3;
   SignFlip<T> maximize;
   T wd, rho, one_minus_rho, eps, neg_lr;

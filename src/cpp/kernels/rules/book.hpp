@@ -23,7 +23,7 @@ template <class T>
 struct Momentum {
   static constexpr const char* kName = "momentum";
   static constexpr const char* kScalars[] = {"momentum", "lr"};
-  static constexpr StateNames kStateNames = StateNames{}.add("v");
+  static constexpr StateNames kStateNames = StateNames{}.add("v", kSigned);
   static constexpr int kDivSqrt = 0;
   T momentum, lr;
   explicit Momentum(const double* s) : momentum(static_cast<T>(s[0])), lr(static_cast<T>(s[1])) {}
@@ -41,7 +41,7 @@ struct Nesterov {
   static constexpr const char* kName = "nesterov";
   // momentum_sq = momentum*momentum, lr_ahead = (1+momentum)*lr
   static constexpr const char* kScalars[] = {"momentum_sq", "lr_ahead", "momentum", "lr"};
-  static constexpr StateNames kStateNames = StateNames{}.add("v");
+  static constexpr StateNames kStateNames = StateNames{}.add("v", kSigned);
   static constexpr int kDivSqrt = 0;
   T momentum_sq, lr_ahead, momentum, lr;
   explicit Nesterov(const double* s)
@@ -63,7 +63,7 @@ template <class T>
 struct AdaGrad {
   static constexpr const char* kName = "adagrad";
   static constexpr const char* kScalars[] = {"lr", "eps"};
-  static constexpr StateNames kStateNames = StateNames{}.add("h");
+  static constexpr StateNames kStateNames = StateNames{}.add("h", kUnsigned);
   static constexpr int kDivSqrt = 2;
   T lr, eps;
   explicit AdaGrad(const double* s) : lr(static_cast<T>(s[0])), eps(static_cast<T>(s[1])) {}
@@ -79,7 +79,7 @@ template <class T>
 struct RmsProp {
   static constexpr const char* kName = "rmsprop";
   static constexpr const char* kScalars[] = {"decay_rate", "one_minus_decay", "lr", "eps"};
-  static constexpr StateNames kStateNames = StateNames{}.add("h");
+  static constexpr StateNames kStateNames = StateNames{}.add("h", kUnsigned);
   static constexpr int kDivSqrt = 2;
   T decay_rate, one_minus_decay, lr, eps;
   explicit RmsProp(const double* s)
@@ -101,7 +101,7 @@ template <class T>
 struct Adam {
   static constexpr const char* kName = "adam";
   static constexpr const char* kScalars[] = {"one_minus_beta1", "one_minus_beta2", "lr_t", "eps"};
-  static constexpr StateNames kStateNames = StateNames{}.add("m").add("v");
+  static constexpr StateNames kStateNames = StateNames{}.add("m", kSigned).add("v", kUnsigned);
   static constexpr int kDivSqrt = 2;
   T one_minus_beta1, one_minus_beta2, lr_t, eps;
   explicit Adam(const double* s)

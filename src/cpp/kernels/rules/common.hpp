@@ -36,18 +36,27 @@
 namespace fastopt::FASTOPT_LEVEL_NS {
 
 // The state slot names of one variant of a rule, built at compile time from its flags:
-//   static constexpr StateNames kStateNames = StateNames{}.add("square_avg").add("grad_avg",
-//   centered);
+//   static constexpr StateNames kStateNames =
+//       StateNames{}.add("square_avg", kUnsigned).add("grad_avg", kSigned, centered);
 // A plain array, not a std container: the table rows point into it (see levels/kernel_table.cpp).
+// Each state also says what it holds (a StateKind: signed, unsigned, running max), which decides
+// how state_format may store it.
 struct StateNames {
   const char* names[kMaxStates + 1] = {};  // + 1: never a zero-length array
+  StateKind kinds[kMaxStates + 1] = {};
   int size = 0;
-  constexpr StateNames add(const char* name, bool on = true) const {
+  constexpr StateNames add(const char* name, StateKind kind, bool on = true) const {
     StateNames out = *this;
-    if (on) out.names[out.size++] = name;
+    if (on) {
+      out.names[out.size] = name;
+      out.kinds[out.size++] = kind;
+    }
     return out;
   }
 };
+inline constexpr StateKind kSigned = StateKind::kSigned;
+inline constexpr StateKind kUnsigned = StateKind::kUnsigned;
+inline constexpr StateKind kRunningMax = StateKind::kRunningMax;
 
 // Number of names in a rule's kScalars. A rule without scalars lists {nullptr}: C++ has no
 // zero-length arrays.

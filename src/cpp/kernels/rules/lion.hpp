@@ -13,7 +13,7 @@ struct Lion {
   static constexpr const char* kName = "lion";
   static constexpr const char* kScalars[] = {
       "maximize", "decay", "lr", "beta1", "one_minus_beta1", "beta2", "one_minus_beta2"};
-  static constexpr StateNames kStateNames = StateNames{}.add("exp_avg");
+  static constexpr StateNames kStateNames = StateNames{}.add("exp_avg", kSigned);
   static constexpr int kDivSqrt = 0;
   SignFlip<T> maximize;
   T decay, lr, beta1, one_minus_beta1, beta2, one_minus_beta2;

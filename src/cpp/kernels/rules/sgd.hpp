@@ -15,7 +15,7 @@ struct TorchSgd {
   static constexpr const char* kScalars[] = {"maximize",  "wd",       "momentum_coef",
                                              "grad_coef", "momentum", "neg_lr"};
   static constexpr StateNames kStateNames =
-      StateNames{}.add("momentum_buffer", (F & kMomentum) != 0);
+      StateNames{}.add("momentum_buffer", kSigned, (F & kMomentum) != 0);
   static constexpr int kDivSqrt = 0;
   SignFlip<T> maximize;
   T wd, momentum_coef, grad_coef, momentum, neg_lr;

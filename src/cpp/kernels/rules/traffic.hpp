@@ -19,7 +19,7 @@ struct Traffic {
                                                   : "traffic3";
     static constexpr const char* kScalars[] = {nullptr};  // none
     static constexpr StateNames kStateNames =
-        StateNames{}.add("s0", K > 0).add("s1", K > 1).add("s2", K > 2);
+        StateNames{}.add("s0", kSigned, K > 0).add("s1", kSigned, K > 1).add("s2", kSigned, K > 2);
     static constexpr int kDivSqrt = 0;
     explicit Rule(const double*) {}
     void operator()(T& p, T g, T* s) const {
