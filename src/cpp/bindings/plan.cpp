@@ -90,7 +90,7 @@ class Planner {
 
  private:
   ArrayView param_of(PyObject* key, PyObject* value, PyObject** param_array);
-  void use_own_settings(PyObject* key, Dtype compute, runtime::Task* task);
+  const KernelRow* use_own_settings(PyObject* key, Dtype compute, runtime::Task* task);
   void* state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array,
                  bool* had_state, Mixed* mixed);
   void half_arrays(PyObject* key, const ArrayView& param, PyObject* param_array, bool had_state,
@@ -122,7 +122,8 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   const ArrayView param = param_of(key, value, &param_array);
   const Dtype compute = compute_of(param.dtype);
   runtime::Task task{row_.fn[static_cast<int>(compute)], request_.scalars, {}, param.size};
-  if (request_.per_key != nullptr) use_own_settings(key, compute, &task);
+  const KernelRow* row = &row_;
+  if (request_.per_key != nullptr) row = use_own_settings(key, compute, &task);
   task.ops.grad_scale = request_.grad_scale;
   task.ops.param = param.data;
 
@@ -153,9 +154,15 @@ void Planner::add_key(PyObject* key, PyObject* value) {
     grad_converted = true;
     grad_dtype = compute;
   }
-  bool compact = false;
-  for (const StateFormat format : mixed.state_format) compact |= format != StateFormat::kNative;
-  if (is_half(param.dtype) || grad_dtype != compute || compact) {
+  bool compact = false, all_bf16 = row->num_states > 0;
+  for (int s = 0; s < row->num_states; ++s) {
+    compact |= mixed.state_format[s] != StateFormat::kNative;
+    all_bf16 &= mixed.state_format[s] == StateFormat::kBFloat16;
+  }
+  if (all_bf16 && param.dtype == Dtype::kFloat32 && grad_dtype == compute &&
+      request_.precision->rounding == Rounding::kNearest) {
+    task.fn = row->bf16_states;  // bfloat16 states in the rule's own loop (formats.hpp)
+  } else if (is_half(param.dtype) || grad_dtype != compute || compact) {
     // The blocked sweep runs the rule's kernel over buffers (kernels/mixed.hpp).
     mixed.rule = task.fn;
     mixed.param_dtype = param.dtype;
@@ -302,10 +309,10 @@ static bool same_rule_and_states(const KernelRow& a, const KernelRow& b) {
 // per_key: {key: (kernel index, scalars)} for keys with settings of their own (another variant of
 // the same kernel: the same states and scalar count). Their scalars live in Scratch, at stable
 // addresses, for the tasks to point at.
-void Planner::use_own_settings(PyObject* key, Dtype compute, runtime::Task* task) {
+const KernelRow* Planner::use_own_settings(PyObject* key, Dtype compute, runtime::Task* task) {
   PyObject* own = PyDict_GetItemWithError(request_.per_key, key);
   if (own == nullptr && PyErr_Occurred()) throw py::error_already_set();
-  if (own == nullptr) return;
+  if (own == nullptr) return &row_;
   if (!PyTuple_Check(own) || PyTuple_GET_SIZE(own) != 2) {
     throw py::type_error("per_key values must be (kernel index, scalars)");
   }
@@ -321,6 +328,7 @@ void Planner::use_own_settings(PyObject* key, Dtype compute, runtime::Task* task
   read_scalars(PyTuple_GET_ITEM(own, 1), row_.num_scalars, scratch_.per_key_scalars.back().data());
   task->fn = table.rows[index].fn[static_cast<int>(compute)];
   task->scalars = scratch_.per_key_scalars.back().data();
+  return &table.rows[index];
 }
 
 // The data of state `slot` for `key`: the existing array when it fits, else one check_state

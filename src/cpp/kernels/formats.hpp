@@ -15,6 +15,8 @@
 
 #include <cstdint>
 
+#include "kernels/half.hpp"
+
 namespace fastopt::FASTOPT_LEVEL_NS {
 
 // A format stored as a native floating-point type and computed in that same type.
@@ -28,5 +30,20 @@ struct NativeFormat {
 
 using F32 = NativeFormat<float>;
 using F64 = NativeFormat<double>;
+
+// bfloat16 bits computed in float: widened exactly, rounded to nearest even when stored. Compact
+// state (state_format="bfloat16") of float32 params runs through it inside the rule's own loop:
+// a shift to load, five integer operations to store, all of which vectorize, so the step stays
+// one pass at 2 bytes a state element (stochastic rounding, which needs the element's index and
+// key, takes the blocked sweep of mixed.hpp instead).
+struct BF16 {
+  using Storage = std::uint16_t;
+  using Compute = float;
+  static Compute load(const Storage* data, std::int64_t i) { return half::widen_bf16(data[i]); }
+  static void store(Storage* data, std::int64_t i, Compute value) {
+    const half::u32 b = half::bits_of(value);
+    data[i] = half::round_bf16(b, half::nearest_bf16(b));
+  }
+};
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS

@@ -85,7 +85,8 @@ constexpr KernelRow row(unsigned variant = 0, const char* const* flag_names = nu
           R::kScalars,
           R::kStateNames.names,
           R::kStateNames.kinds,
-          {&sweep<Rule, F32>, &sweep<Rule, F64>}};
+          {&sweep<Rule, F32>, &sweep<Rule, F64>},
+          &sweep<Rule, F32, F32, BF16>};
 }
 
 // A rule with option flags, Rule<T, Flags>, seen as a rule of T alone for one value of Flags.

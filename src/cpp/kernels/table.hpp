@@ -101,6 +101,8 @@ struct KernelRow {
   const char* const* state_names;
   const StateKind* state_kinds;  // this variant's, in slot order
   KernelFn fn[kNumComputes];     // indexed by the compute Dtype (compute_of the param's)
+  // float32 param and grad with bfloat16 states rounded to nearest: formats.hpp's BF16, fused.
+  KernelFn bf16_states;
 };
 
 // Sum of squares of elements [begin, end) of one array, in double (see reduce.hpp).
