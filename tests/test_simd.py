@@ -86,6 +86,30 @@ for fmt, dtype in (("bfloat16", ml_dtypes.bfloat16), ("float16", np.float16)):
             tag = f"half-{fmt}-{case}-{sorted(mode.items())}"
             for key, value in params.items():
                 out[f"{tag}-p-{key}"] = value.view(np.uint16)
+# Compact state: the int8 block quantization on many patterns, and every optimizer in each format.
+wide = patterns[np.isfinite(patterns)] * np.float32(1e-30)  # many decades, both signs
+for signed in (True, False):
+    codes, absmax = _core._quantize(patterns[:100_000], signed)
+    out[f"quantize-{signed}"], out[f"absmax-{signed}"] = codes, absmax.view(np.uint32)
+    codes, absmax = _core._quantize(wide[:100_000], signed)
+    out[f"quantize-wide-{signed}"] = codes
+    out[f"dequantize-{signed}"] = _core._dequantize(codes, absmax, signed).view(np.uint32)
+compact = ({"state_format": "int8", "compact_min_size": 0}, {"state_format": "bfloat16"},
+           {"state_format": "bfloat16", "rounding": "stochastic"})
+for mode in compact:
+    for case, (name, options) in enumerate(OPTIM_CASES):
+        for dtype in (np.float32, np.float64):
+            opt = getattr(fastopt.optim, name)(**options, **mode)
+            params = {n: rng.standard_normal(n).astype(dtype) for n in (1, 7, 9, 255, 257, 700)}
+            for _ in range(3):
+                opt.update(params, {k: rng.standard_normal(v.shape).astype(dtype)
+                                    for k, v in params.items()})
+            tag = f"compact-{case}-{dtype.__name__}-{sorted(mode.items())}"
+            for key, value in params.items():
+                out[f"{tag}-p-{key}"] = value
+            for state, arrays in opt.raw_state.items():
+                for key, value in arrays.items():
+                    out[f"{tag}-{state}-{key}"] = value
 np.savez(sys.argv[1], **out)
 """
 

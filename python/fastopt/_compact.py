@@ -136,6 +136,19 @@ class CompactStateView(Mapping[Any, np.ndarray]):
         return f"CompactStateView({dict(self)!r})"
 
 
+def relayout(
+    raw: np.ndarray, absmax: np.ndarray | None, signed: bool, fortran: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A compact state moved to the other memory order (its param was replaced by one in that
+    order, as a float state is copied then): bfloat16 bits are copied; int8 blocks follow memory
+    order, so the values are quantized again in the new one (the core's slow path)."""
+    order: Literal["C", "F"] = "F" if fortran else "C"
+    if raw.dtype == np.uint16:
+        return np.array(raw, order=order), None
+    values = np.array(dequantize(raw, absmax, signed), order=order)  # type: ignore[arg-type]
+    return quantize(values, signed)
+
+
 def state_bytes(opt: Any) -> int:
     """Bytes of every state array the optimizer keeps (codes, absmaxes, masters included)."""
     return sum(a.nbytes for arrays in opt._state.arrays.values() for a in arrays.values())

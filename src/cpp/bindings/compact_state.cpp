@@ -84,6 +84,28 @@ py::array fresh_state(const CompactSlot& slot, const ParamSpan& param, const Ker
   return out;
 }
 
+// A state that fits but for its memory order (the param was replaced by one in the other order):
+// moved to the param's order (fastopt._compact.relayout), and inserted at commit, as a float state
+// is copied then.
+void* moved_state(PyObject* key, const CompactSlot& slot, const ParamSpan& param, PyObject* found,
+                  PyObject* scales, Scratch& scratch, float** absmax, bool* had_state) {
+  const py::tuple moved =
+      py::module_::import("fastopt._compact")
+          .attr("relayout")(py::handle(found), scales == nullptr ? py::none() : py::handle(scales),
+                            slot.kind == StateKind::kSigned, param.layout == Layout::kF);
+  std::vector<py::object>& keep = scratch.keep;
+  keep.push_back(moved[0]);
+  scratch.pending.push_back({slot.dict, key, keep.back().ptr()});
+  void* data = py::detail::array_proxy(keep.back().ptr())->data;
+  if (scales != nullptr) {
+    keep.push_back(moved[1]);
+    scratch.pending.push_back({slot.absmax_dict, key, keep.back().ptr()});
+    *absmax = reinterpret_cast<float*>(py::detail::array_proxy(keep.back().ptr())->data);
+  }
+  *had_state = true;
+  return data;
+}
+
 }  // namespace
 
 StateFormat format_for(const CompactOptions& options, StateKind kind, std::int64_t size) {
@@ -125,8 +147,15 @@ void* compact_state(PyObject* key, const CompactSlot& slot, const ParamSpan& par
   const std::string name = slot.spec.name;
   if (found == nullptr) does_not_fit(key, slot, name, Py_None);
   const int layout = kLayoutFlag[static_cast<int>(param.layout)];
-  if (!raw_fits(found, int8 ? kNpyUByte : kNpyUShort, p->nd, p->dimensions, layout))
-    does_not_fit(key, slot, name, found);
+  const int type = int8 ? kNpyUByte : kNpyUShort;
+  const int other = kLayoutFlag[1 - static_cast<int>(param.layout)];
+  if (!raw_fits(found, type, p->nd, p->dimensions, layout)) {
+    const Py_intptr_t count = absmax_count(param.size);
+    if (!raw_fits(found, type, p->nd, p->dimensions, other) ||
+        (int8 && (scales == nullptr || !raw_fits(scales, npy::NPY_FLOAT_, 1, &count, 0))))
+      does_not_fit(key, slot, name, found == nullptr ? Py_None : found);
+    return moved_state(key, slot, param, found, scales, scratch, absmax, had_state);
+  }
   void* data = py::detail::array_proxy(found)->data;
   if (overlaps(data, state_bytes(slot.format, param.dtype, param.size), p->data,
                param.size * bytes_of(param.dtype))) {
