@@ -17,6 +17,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import compact  # noqa: E402
+import compact_training  # noqa: E402
 import contenders as cs  # noqa: E402
 import fastopt  # noqa: E402
 import loop  # noqa: E402
@@ -269,6 +271,7 @@ def main(argv=None) -> int:
             "large",
             "mixed",
             "precision",
+            "compact",
             "networks",
             "overhead",
             "every",
@@ -299,6 +302,10 @@ def main(argv=None) -> int:
         "large": lambda: large_arrays(max(args.repeats, 15), large),
         "mixed": lambda: mixed.mixed_precision(max(args.repeats, 11), large),
         "precision": lambda: precision.precision(args.quick, args.out),
+        "compact": lambda: compact.compact_speed(max(args.repeats, 11), large),
+        "compact_2": lambda: compact.compact_speed(max(args.repeats, 11), large, threads=2),
+        "compact_memory": compact.state_memory,
+        "compact_training": lambda: compact_training.compact_training(args.quick, args.out),
         "networks": lambda: networks(args.repeats),
         "overhead": lambda: call_overhead(args.repeats),
         "every": lambda: every_optimizer(args.repeats, 1 << (16 if args.quick else 20)),

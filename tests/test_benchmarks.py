@@ -102,3 +102,27 @@ def test_the_networks_gradients_are_their_losses_derivatives():
             down = loss_and_grads(net, params, x, y)[0]
             value[index] = old
             assert abs((up - down) / 2e-6 - grads[key][index]) < 1e-6, (key, index)
+
+
+def test_compact_state_sections_run_and_compact_state_trains(tmp_path):
+    done = run_benchmarks(tmp_path, "--repeats", "1", "--only", "compact")
+    assert done.returncode == 0, done.stderr
+    one, two, memory, training = json.loads((tmp_path / "benchmark.json").read_text())["tables"]
+    for table in (one, two):
+        rows = {row["contender"]: row for row in table["rows"]}
+        for fmt in ("float32", "bfloat16", "int8"):
+            assert rows[f"Adam {fmt}"]["pct_of_probe"] > 0
+            assert rows[f"Adam {fmt}"]["x_float32_state"] > 0
+    per_param = {(r["params"], r["state_format"]): r["state_bytes"] for r in memory["rows"]}
+    assert per_param[("float32", "float32")] == 8 and per_param[("float32", "bfloat16")] == 4
+    assert 2 < per_param[("float32", "int8")] < 2.1  # 2 codes + 2 absmaxes per 256
+    results = {(r["task"], r["state"]): r for r in training["rows"]}
+    for task in ("digits", "synthetic"):
+        exact = results[(task, "float32")]
+        for fmt in ("bfloat16", "int8"):
+            found = results[(task, fmt)]
+            # The quick run's few epochs: compact state trains like float32 state.
+            assert abs(found["test_accuracy"] - exact["test_accuracy"]) < 0.03, (task, fmt)
+            assert found["final_loss"] < 1.25 * exact["final_loss"], (task, fmt)
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "compact_state.png").stat().st_size > 10_000

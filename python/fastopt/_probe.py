@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _core
 from ._spec import rule
+from ._state import absmax_names
 from ._types import Grads
 
 
@@ -24,14 +25,14 @@ class MemoryTrafficProbe:
 
     def __init__(self, num_states: int, **half: Any) -> None:
         """``half``: the core's options for half params (master_weights, rounding,
-        compensation), so that the probe makes the same loads, stores and conversions as an
-        optimizer updating half params that way."""
+        compensation) and for compact state (state_format, compact_min_size), so that the probe
+        makes the same loads, stores and conversions as an optimizer updating that way."""
         if num_states not in (0, 1, 2, 3):
             raise ValueError(f"num_states must be 0, 1, 2 or 3; got {num_states!r}")
         index, names = rule(f"traffic{num_states}").variant({})
         self._updater = _core.Updater(index, names, **half)
         self.state: dict[str, dict[Hashable, np.ndarray]] = {
-            name: {} for name in (*names, "master", "compensation")
+            name: {} for name in (*names, *absmax_names(names), "master", "compensation")
         }
 
     def update(self, params: dict[Hashable, np.ndarray], grads: Grads) -> None:
