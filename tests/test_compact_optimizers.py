@@ -20,9 +20,10 @@ STATEFUL = [(n, {}) for n in BOOK if n != "SGD"] + [
     ("optim." + n, o) for n, o in OPTIM_CASES if n != "SGD" or "momentum" in o
 ]
 # Block (256) and vector edges, one array of several blocks, a Fortran-ordered 2-D one.
-SIZES = (1, 7, 255, 256, 257, 700)
+SIZES = (1, 7, 255, 256, 257, 700, 4095, 4096, 4097)
 MODES = {
     "int8": {"state_format": "int8", "compact_min_size": 0},
+    "int8-threshold": {"state_format": "int8"},  # arrays under 4096 keep float state
     "bfloat16": {"state_format": "bfloat16"},
     "bfloat16-stochastic": {"state_format": "bfloat16", "rounding": "stochastic", "seed": 5},
 }
@@ -41,15 +42,12 @@ def param_dtype(name: str):
     return np.dtype(name)
 
 
-def compact_slots(opt, mode: str, size: int) -> dict[str, str | None]:
-    """{state: its format for an array of `size`}: as format_for (compact_state.hpp) decides."""
-    kinds = type(opt)._rule.state_kinds
-    fmt = MODES[mode]["state_format"]
-    out = {}
-    for name in opt.raw_state:
-        if name in kinds:
-            out[name] = None if fmt == "int8" and kinds[name] == "running_max" else fmt
-    return out
+def format_of(opt, state: str, size: int) -> str | None:
+    """The format of `state` for an array of `size`: as format_for (compact_state.cpp) decides."""
+    kind = type(opt)._rule.state_kinds[state]
+    if opt.state_format == "int8" and (kind == "running_max" or size < opt.compact_min_size):
+        return None
+    return opt.state_format
 
 
 def stored(values: np.ndarray, fmt: str, signed: bool, key: int | None):
@@ -83,7 +81,6 @@ def test_compact_state_matches_the_composed_reference(case, mode, dtype):
     ref_opt = make(name, options)
     names = opt._rule.variant(type(opt).kernel_options(opt, opt._state))[1]
     kinds = type(opt)._rule.state_kinds
-    formats = compact_slots(opt, mode, 0)
     fmt = MODES[mode]["state_format"]
     # The reference updates compute-type params: the masters of bfloat16 ones.
     ref_params = {k: np.asarray(v, compute).copy(order="K") for k, v in params.items()}
@@ -97,7 +94,7 @@ def test_compact_state_matches_the_composed_reference(case, mode, dtype):
             for k, p in ref_params.items():
                 if k in opt.raw_state[state]:
                     values = getattr(opt, state)[k].astype(compute)
-                elif formats[state] is not None:
+                elif format_of(opt, state, p.size) is not None:
                     order = "F" if k == "F" else "C"
                     values = fresh_values(opt, ref_opt, fmt, compute, p.shape, order)
                 else:
@@ -116,7 +113,7 @@ def test_compact_state_matches_the_composed_reference(case, mode, dtype):
             for k in params:
                 raw = opt.raw_state[state][k]
                 expected = getattr(ref_opt, state)[k]
-                if formats[state] is None:
+                if format_of(opt, state, raw.size) is None:
                     assert raw.dtype == compute and np.array_equal(raw, expected), (state, k)
                     continue
                 key = _compact.state_key(ref.random_key(5, step, k), slot) if stochastic else None

@@ -133,7 +133,11 @@ class Optimizer:
 
     Every optimizer also takes the keyword-only options ``max_grad_norm`` (fused clipping by the
     global norm), ``per_key`` (settings of their own for some keys) and ``nonfinite`` ("propagate",
-    "skip" or "raise": what an inf or nan grad does).
+    "skip" or "raise": what an inf or nan grad does); ``master_weights``, ``rounding``,
+    ``compensation`` and ``seed`` (half params); and ``state_format`` (None, "bfloat16" or "int8":
+    how the states are stored, see fastopt._compact) with ``compact_min_size`` (int8 leaves arrays
+    under this many elements, 4096 by default, in the compute type). The last two can change only
+    while the optimizer has no state, or by loading a checkpoint.
     """
 
     rule: ClassVar[str]  # the rule of the compiled core this class drives
