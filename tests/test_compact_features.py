@@ -225,9 +225,19 @@ def test_a_state_dict_of_another_format_is_refused_and_changes_nothing():
     for fmt in (None, "bfloat16"):
         other = fastopt.optim.Adam(state_format=fmt)
         state["hyperparameters"]["state_format"] = fmt
-        with pytest.raises(ValueError, match="exp_avg"):
+        with pytest.raises(ValueError, match=r"state 'exp_avg'\['w'\]"):
             other.load_state_dict(state)
         assert other.state_format == fmt and other.steps == 0
+    # A float32-state checkpoint that claims int8 (an edited file) is refused at load too.
+    plain, _ = _state_after_one_update(None)
+    state = plain.state_dict()
+    state["hyperparameters"]["state_format"] = "int8"
+    with pytest.raises(ValueError, match=r"'exp_avg'\['w'\] is float32 but state_format='int8'"):
+        fastopt.optim.Adam().load_state_dict(state)
+    state["hyperparameters"]["compact_min_size"] = 10**6  # then the float arrays fit
+    loaded = fastopt.optim.Adam()
+    loaded.load_state_dict(state)
+    assert loaded.state_format == "int8" and loaded.compact_min_size == 10**6
     state = opt.state_dict()
     state["state"]["exp_avg_absmax"]["w"] = np.ones(2, np.float32)
     with pytest.raises(ValueError, match="block absmaxes"):

@@ -43,11 +43,8 @@ def param_dtype(name: str):
 
 
 def format_of(opt, state: str, size: int) -> str | None:
-    """The format of `state` for an array of `size`: as format_for (compact_state.cpp) decides."""
     kind = type(opt)._rule.state_kinds[state]
-    if opt.state_format == "int8" and (kind == "running_max" or size < opt.compact_min_size):
-        return None
-    return opt.state_format
+    return _compact.format_for(opt.state_format, kind, size, opt.compact_min_size)
 
 
 def stored(values: np.ndarray, fmt: str, signed: bool, key: int | None):

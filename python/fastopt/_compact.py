@@ -54,6 +54,22 @@ _MAPS = {signed: dynamic_map(signed) for signed in (True, False)}
 _THRESHOLDS = {signed: thresholds(_MAPS[signed]) for signed in (True, False)}
 
 
+_RAW: dict[str, np.dtype[Any]] = {"bfloat16": np.dtype(np.uint16), "int8": np.dtype(np.uint8)}
+
+
+def format_for(state_format: str | None, kind: str, size: int, min_size: int) -> str | None:
+    """How a state of `kind` ("signed", "unsigned", "running_max") of an array of `size` is
+    stored: as the core decides (src/cpp/bindings/compact_state.cpp, format_for)."""
+    if state_format == "int8" and (kind == "running_max" or size < min_size):
+        return None
+    return state_format
+
+
+def raw_dtype(state_format: str | None) -> np.dtype[Any] | None:
+    """The dtype of a compact state's raw array (None: the compute type)."""
+    return _RAW.get(state_format or "")
+
+
 def _order(x: np.ndarray) -> Literal["C", "F"]:
     return "F" if x.flags.f_contiguous and not x.flags.c_contiguous else "C"
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._checks import step_count
-from ._compact import ABSMAX, BLOCK
+from ._compact import ABSMAX, BLOCK, format_for, raw_dtype
 from ._dtypes import is_half
 from ._state import HALF_STATES, absmax_names
 
@@ -126,11 +126,25 @@ def _expected(name: str, state_format: str | None) -> str:
     return "a float32/float64" + compact.get(state_format or "", "")
 
 
-def _check_absmax(arrays: dict[str, dict[Any, np.ndarray]], names: tuple[str, ...]) -> None:
-    """int8 codes and their absmaxes come together, one absmax per block of 256."""
-    for name in names:
+def _check_formats(
+    opt: Optimizer, arrays: dict[str, dict[Any, np.ndarray]], layout: tuple[Any, int]
+) -> None:
+    """Each state array is stored as the settings store an array of its size (a float array where
+    int8 codes belong would be refused at the next update; here it is refused now), and int8 codes
+    come with their absmaxes, one per block of 256."""
+    kinds = type(opt)._rule.state_kinds
+    for name in opt._state_names:
         codes, absmax = arrays[name], arrays[name + ABSMAX]
         for key, value in codes.items():
+            wanted = raw_dtype(format_for(layout[0], kinds.get(name, ""), value.size, layout[1]))
+            if (value.dtype.kind == "u") != (wanted is not None) or (
+                wanted is not None and value.dtype != wanted
+            ):
+                stored = "float" if wanted is None else f"{wanted} (compact)"
+                raise ValueError(
+                    f"state {name!r}[{key!r}] is {value.dtype} but state_format={layout[0]!r} "
+                    f"with compact_min_size={layout[1]} stores it as {stored}"
+                )
             blocks = -(-value.size // BLOCK)
             if value.dtype == np.uint8 and (key not in absmax or absmax[key].shape != (blocks,)):
                 raise ValueError(
@@ -143,8 +157,9 @@ def _check_absmax(arrays: dict[str, dict[Any, np.ndarray]], names: tuple[str, ..
 
 
 def _checked_arrays(
-    opt: Optimizer, given: Mapping[str, Any], state_format: str | None
+    opt: Optimizer, given: Mapping[str, Any], layout: tuple[Any, int]
 ) -> dict[str, dict[Any, np.ndarray]]:
+    state_format = layout[0]
     names = (*opt._state_names, *absmax_names(opt._state_names), *HALF_STATES)
     unknown = sorted(set(given) - set(names), key=repr)
     if unknown:
@@ -171,7 +186,7 @@ def _checked_arrays(
             if dtype is not None:
                 first[key] = (value.shape, dtype)
         arrays[name] = {key: np.array(value, copy=True) for key, value in per_key.items()}
-    _check_absmax(arrays, opt._state_names)
+    _check_formats(opt, arrays, layout)
     return arrays
 
 
@@ -182,8 +197,11 @@ def load_state_dict(opt: Optimizer, state: Mapping[str, Any]) -> None:
     hyperparameters = _checked_hyperparameters(opt, _section(state, "hyperparameters"))
     _check_half_options(opt, hyperparameters)
     steps, counters = _checked_counters(opt, _section(state, "counters"))
-    state_format = hyperparameters.get("state_format", opt.state_format)
-    arrays = _checked_arrays(opt, _section(state, "state"), state_format)
+    layout = (
+        hyperparameters.get("state_format", opt.state_format),
+        hyperparameters.get("compact_min_size", opt.compact_min_size),
+    )
+    arrays = _checked_arrays(opt, _section(state, "state"), layout)
     # A schedule (the optimizer's, or one loaded as "lr") is called at the loaded step here,
     # before anything is replaced: if it raises, nothing has changed.
     lr = hyperparameters.get("lr", opt._schedule)
