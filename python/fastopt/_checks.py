@@ -142,9 +142,10 @@ def state_format(name: str, value: Any) -> str | None:
 
 
 def count(name: str, value: Any) -> int:
-    """A number of elements: an int >= 0."""
+    """A number of elements: an int in [0, 2**63) (the core's sizes are 64-bit)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0; got {value!r}")
-    return int(value)
+    number = int(value)
+    if not 0 <= number < 2**63:
+        raise ValueError(f"{name} must be in [0, 2**63); got {value!r}")
+    return number

@@ -144,25 +144,20 @@ class CompactStateView(Mapping[Any, np.ndarray]):
     def __len__(self) -> int:
         return len(self._raw)
 
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError(
+            "under state_format the states are stored compactly: opt.<state>[key] shows their "
+            "values read-only. Write raw arrays into opt.raw_state (uint8 codes with their "
+            "absmaxes, or uint16 bfloat16 bits; fastopt._compact.quantize makes them), or delete "
+            "the key's state to start it afresh."
+        )
+
     def __delitem__(self, key: Any) -> None:
         del self._raw[key]
         self._absmax.pop(key, None)
 
     def __repr__(self) -> str:
         return f"CompactStateView({dict(self)!r})"
-
-
-def relayout(
-    raw: np.ndarray, absmax: np.ndarray | None, signed: bool, fortran: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A compact state moved to the other memory order (its param was replaced by one in that
-    order, as a float state is copied then): bfloat16 bits are copied; int8 blocks follow memory
-    order, so the values are quantized again in the new one (the core's slow path)."""
-    order: Literal["C", "F"] = "F" if fortran else "C"
-    if raw.dtype == np.uint16:
-        return np.array(raw, order=order), None
-    values = np.array(dequantize(raw, absmax, signed), order=order)  # type: ignore[arg-type]
-    return quantize(values, signed)
 
 
 def state_bytes(opt: Any) -> int:

@@ -38,8 +38,8 @@ PyObject* lookup(PyObject* dict, PyObject* key) {
   return found;
 }
 
-[[noreturn]] void does_not_fit(PyObject* key, const CompactSlot& slot, const std::string& what,
-                               PyObject* found) {
+[[noreturn]] void does_not_fit(PyObject* key, const CompactSlot& slot, PyObject* found,
+                               std::int64_t size) {
   const std::string name = slot.spec.name;
   const std::string expected =
       slot.format == StateFormat::kInt8
@@ -47,17 +47,38 @@ PyObject* lookup(PyObject* dict, PyObject* key) {
             "array of ceil(size/256) absmaxes in '" +
                 name + "_absmax'"
           : "a writeable uint16 array of bfloat16 bits shaped and ordered like the param";
+  std::string what = "missing";
+  if (found != nullptr) {
+    what = std::string(py::str(py::type::of(found).attr("__name__")));
+    if (npy::get().PyArray_Check_(found)) {
+      what += " of dtype " + std::string(py::str(py::handle(found).attr("dtype"))) + " and shape " +
+              std::string(py::str(py::handle(found).attr("shape")));
+    }
+  }
   throw py::value_error(
-      "state '" + what + "' of " + entry("params", key) + " is " +
-      std::string(py::str(py::repr(py::handle(found).attr("__class__")))) +
-      (npy::get().PyArray_Check_(found)
-           ? " of dtype " + std::string(py::str(py::handle(found).attr("dtype"))) + " and shape " +
-                 std::string(py::str(py::handle(found).attr("shape")))
-           : std::string()) +
-      ", but state_format='" + format_name(slot.format) + "' keeps it as " + expected +
+      "state '" + name + "' of " + entry("params", key) + " (" + std::to_string(size) +
+      " elements) is " + what + ", but state_format='" + format_name(slot.format) +
+      "' keeps it as " + expected +
       " (state_format changed after the key's first update, or a checkpoint of another format?). "
       "Load a checkpoint saved with this state_format, or delete the key's state to start "
       "afresh.");
+}
+
+[[noreturn]] void bad_absmax(PyObject* key, const CompactSlot& slot, PyObject* found,
+                             std::int64_t count) {
+  const std::string name = std::string(slot.spec.name) + "_absmax";
+  std::string what = "missing";
+  if (found != nullptr) what = std::string(py::repr(py::type::of(found).attr("__name__")));
+  if (found != nullptr && npy::get().PyArray_Check_(found)) {
+    what = "of dtype " + std::string(py::str(py::handle(found).attr("dtype"))) + " and shape " +
+           std::string(py::str(py::handle(found).attr("shape")));
+  }
+  throw py::value_error("the absmaxes of " + entry("params", key) + "'s int8 state '" +
+                        slot.spec.name + "' (opt.raw_state['" + name + "']) are " + what +
+                        ", but must be a writeable, C-contiguous float32 array of " +
+                        std::to_string(count) +
+                        " values, one per block of 256, in memory of their own. Delete the "
+                        "key's state to start afresh, or load a checkpoint that holds them.");
 }
 
 // A new compact state holding `initial` everywhere, and its absmaxes (int8).
@@ -84,26 +105,15 @@ py::array fresh_state(const CompactSlot& slot, const ParamSpan& param, const Ker
   return out;
 }
 
-// A state that fits but for its memory order (the param was replaced by one in the other order):
-// moved to the param's order (fastopt._compact.relayout), and inserted at commit, as a float state
-// is copied then.
-void* moved_state(PyObject* key, const CompactSlot& slot, const ParamSpan& param, PyObject* found,
-                  PyObject* scales, Scratch& scratch, float** absmax, bool* had_state) {
-  const py::tuple moved =
-      py::module_::import("fastopt._compact")
-          .attr("relayout")(py::handle(found), scales == nullptr ? py::none() : py::handle(scales),
-                            slot.kind == StateKind::kSigned, param.layout == Layout::kF);
-  std::vector<py::object>& keep = scratch.keep;
-  keep.push_back(moved[0]);
-  scratch.pending.push_back({slot.dict, key, keep.back().ptr()});
-  void* data = py::detail::array_proxy(keep.back().ptr())->data;
-  if (scales != nullptr) {
-    keep.push_back(moved[1]);
-    scratch.pending.push_back({slot.absmax_dict, key, keep.back().ptr()});
-    *absmax = reinterpret_cast<float*>(py::detail::array_proxy(keep.back().ptr())->data);
-  }
-  *had_state = true;
-  return data;
+// bfloat16 bits that fit but for their memory order (the param was replaced by one in the other
+// order): copied into the param's order and inserted at commit, as a float state is copied then.
+void* moved_bits(PyObject* key, const CompactSlot& slot, const ParamSpan& param, PyObject* found,
+                 Scratch& scratch) {
+  py::object moved = numpy().attr("array")(
+      py::handle(found), py::arg("order") = param.layout == Layout::kF ? "F" : "C");
+  scratch.keep.push_back(moved);
+  scratch.pending.push_back({slot.dict, key, moved.ptr()});
+  return py::detail::array_proxy(moved.ptr())->data;
 }
 
 }  // namespace
@@ -132,46 +142,94 @@ void* compact_state(PyObject* key, const CompactSlot& slot, const ParamSpan& par
   PyObject* found = lookup(slot.dict, key);
   PyObject* scales = int8 ? lookup(slot.absmax_dict, key) : nullptr;
   std::vector<py::object>& keep = scratch.keep;
-  if (found == nullptr && scales == nullptr) {
+  if (found == nullptr) {
+    // New (an absmax without codes is what an interrupted commit leaves: replaced). The absmaxes
+    // are inserted before the codes, so codes never exist without them (execute.cpp commits in
+    // order, and a signal can stop it half way).
     py::object absmax_array;
-    keep.push_back(fresh_state(slot, param, table, &absmax_array));
-    scratch.pending.push_back({slot.dict, key, keep.back().ptr()});
+    py::object codes = fresh_state(slot, param, table, &absmax_array);
     if (int8) {
       keep.push_back(absmax_array);
       scratch.pending.push_back({slot.absmax_dict, key, absmax_array.ptr()});
       *absmax = reinterpret_cast<float*>(py::detail::array_proxy(absmax_array.ptr())->data);
-      return py::detail::array_proxy(keep[keep.size() - 2].ptr())->data;
     }
-    return py::detail::array_proxy(keep.back().ptr())->data;
+    keep.push_back(codes);
+    scratch.pending.push_back({slot.dict, key, codes.ptr()});
+    return py::detail::array_proxy(codes.ptr())->data;
   }
-  const std::string name = slot.spec.name;
-  if (found == nullptr) does_not_fit(key, slot, name, Py_None);
-  const int layout = kLayoutFlag[static_cast<int>(param.layout)];
   const int type = int8 ? kNpyUByte : kNpyUShort;
+  const int layout = kLayoutFlag[static_cast<int>(param.layout)];
   const int other = kLayoutFlag[1 - static_cast<int>(param.layout)];
-  if (!raw_fits(found, type, p->nd, p->dimensions, layout)) {
-    const Py_intptr_t count = absmax_count(param.size);
-    if (!raw_fits(found, type, p->nd, p->dimensions, other) ||
-        (int8 && (scales == nullptr || !raw_fits(scales, npy::NPY_FLOAT_, 1, &count, 0))))
-      does_not_fit(key, slot, name, found == nullptr ? Py_None : found);
-    return moved_state(key, slot, param, found, scales, scratch, absmax, had_state);
+  const std::int64_t param_bytes = param.size * bytes_of(param.dtype);
+  void* data = nullptr;
+  if (raw_fits(found, type, p->nd, p->dimensions, layout)) {
+    data = py::detail::array_proxy(found)->data;
+    keep.push_back(py::reinterpret_borrow<py::object>(found));
+  } else if (!int8 && raw_fits(found, type, p->nd, p->dimensions, other)) {
+    data = moved_bits(key, slot, param, found, scratch);
+  } else if (int8 && raw_fits(found, type, p->nd, p->dimensions, other)) {
+    // int8 blocks are 256 elements in memory order, so codes in the other order cannot be read
+    // with their absmaxes, and whether the param or the codes changed order is not knowable.
+    throw py::value_error(entry("params", key) + " is " +
+                          (param.layout == Layout::kF ? "Fortran" : "C") +
+                          "-ordered but its int8 state '" + slot.spec.name +
+                          "' was stored in the other memory order: int8 blocks follow memory "
+                          "order, so the state cannot follow the param. Give the param its old "
+                          "order, or delete the key's state to start afresh.");
+  } else {
+    does_not_fit(key, slot, found, param.size);
   }
-  void* data = py::detail::array_proxy(found)->data;
-  if (overlaps(data, state_bytes(slot.format, param.dtype, param.size), p->data,
-               param.size * bytes_of(param.dtype))) {
-    throw py::value_error("state '" + name + "' of " + entry("params", key) +
+  if (overlaps(data, state_bytes(slot.format, param.dtype, param.size), p->data, param_bytes)) {
+    throw py::value_error("state '" + std::string(slot.spec.name) + "' of " + entry("params", key) +
                           " shares memory with the param; each state needs memory of its own.");
   }
-  keep.push_back(py::reinterpret_borrow<py::object>(found));
   if (int8) {
     const Py_intptr_t count = absmax_count(param.size);
-    if (scales == nullptr || !raw_fits(scales, npy::NPY_FLOAT_, 1, &count, 0))
-      does_not_fit(key, slot, name + "_absmax", scales == nullptr ? Py_None : scales);
+    if (scales == nullptr ||
+        !raw_fits(scales, npy::NPY_FLOAT_, 1, &count, npy::NPY_ARRAY_C_CONTIGUOUS_)) {
+      bad_absmax(key, slot, scales, count);
+    }
+    const void* scale_data = py::detail::array_proxy(scales)->data;
+    if (overlaps(scale_data, 4 * count, p->data, param_bytes) ||
+        overlaps(scale_data, 4 * count, data, param.size)) {
+      throw py::value_error("the absmaxes of " + entry("params", key) + "'s int8 state '" +
+                            slot.spec.name +
+                            "' share memory with the param or the codes; each needs memory of "
+                            "its own.");
+    }
     keep.push_back(py::reinterpret_borrow<py::object>(scales));
     *absmax = reinterpret_cast<float*>(py::detail::array_proxy(scales)->data);
   }
   *had_state = true;
   return data;
+}
+
+void check_absmax_overlaps(PyObject* key, const runtime::Task& task, const Mixed& mixed,
+                           const KernelRow& row, Dtype param_dtype) {
+  const std::int64_t size = task.size;
+  for (int s = 0; s < row.num_states; ++s) {
+    if (mixed.state_format[s] != StateFormat::kInt8) continue;
+    const std::int64_t bytes = 4 * absmax_count(size);
+    bool shared =
+        mixed.master != nullptr && overlaps(mixed.absmax[s], bytes, mixed.master, 4 * size);
+    shared = shared ||
+             (mixed.compensation != nullptr &&
+              overlaps(mixed.absmax[s], bytes, mixed.compensation, size * bytes_of(param_dtype)));
+    for (int t = 0; t < row.num_states; ++t) {
+      if (t == s) continue;
+      shared = shared || overlaps(mixed.absmax[s], bytes, task.ops.state[t],
+                                  state_bytes(mixed.state_format[t], param_dtype, size));
+      shared =
+          shared || (mixed.state_format[t] == StateFormat::kInt8 &&
+                     overlaps(mixed.absmax[s], bytes, mixed.absmax[t], 4 * absmax_count(size)));
+    }
+    if (shared) {
+      throw py::value_error("the absmaxes of " + entry("params", key) + "'s int8 state '" +
+                            row.state_names[s] +
+                            "' share memory with another of its arrays; each needs memory of "
+                            "its own.");
+    }
+  }
 }
 
 }  // namespace fastopt::bindings

@@ -45,9 +45,18 @@ struct CompactSlot {
 
 // Returns the data of a compact state of `key`, checked, or made (inserted at commit, like every
 // new state) and, for int8, sets *absmax to its absmaxes. Raises ValueError naming the key when
-// an array there does not fit (another format, shape or size: state_format changed after the
-// key's first update, or a checkpoint of another format).
+// an array there does not fit (another format, shape, size or flags: state_format changed after
+// the key's first update, or a checkpoint of another format), when int8 codes are in the other
+// memory order than the param (their blocks would not match their absmaxes), and when absmaxes
+// overlap the param or their codes. bfloat16 bits in the other order are copied into the param's.
 void* compact_state(PyObject* key, const CompactSlot& slot, const ParamSpan& param,
                     const KernelTable& table, Scratch& scratch, float** absmax, bool* had_state);
+
+// Raises ValueError naming the key when an int8 state's absmaxes share memory with another array
+// of the same key (another state, its absmaxes, the master or the compensation): the kernels would
+// write one over the other, differently for each thread count. compact_state() has compared them
+// with the param and their own codes.
+void check_absmax_overlaps(PyObject* key, const runtime::Task& task, const Mixed& mixed,
+                           const KernelRow& row, Dtype param_dtype);
 
 }  // namespace fastopt::bindings

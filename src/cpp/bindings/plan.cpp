@@ -159,6 +159,7 @@ void Planner::add_key(PyObject* key, PyObject* value) {
     compact |= mixed.state_format[s] != StateFormat::kNative;
     all_bf16 &= mixed.state_format[s] == StateFormat::kBFloat16;
   }
+  if (mixed.any_int8) check_absmax_overlaps(key, task, mixed, *row, param.dtype);
   if (all_bf16 && param.dtype == Dtype::kFloat32 && grad_dtype == compute &&
       request_.precision->rounding == Rounding::kNearest) {
     task.fn = row->bf16_states;  // bfloat16 states in the rule's own loop (formats.hpp)
