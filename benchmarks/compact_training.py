@@ -19,7 +19,7 @@ import numpy as np
 from fastopt._compact import state_bytes
 from fastopt.demo.digits import accuracy, load, loss_and_grads
 from fastopt.init import he_normal
-from report import Table
+from report import Table, save_figure
 
 FORMATS = {
     "float32": {},
@@ -91,20 +91,11 @@ def compact_training(quick: bool, out_dir) -> Table:
             curves[task][tag] = losses
             table.add(task=task, state=tag, epochs=epochs, final_loss=losses[-1],
                       test_accuracy=acc, state_bytes_per_param=per_param)  # fmt: skip
-    try:
-        _plot(out_dir / "compact_state.png", curves)
-    except ImportError:
-        pass
+    save_figure(out_dir / "compact_state.png", lambda axes: _draw(axes, curves))
     return table
 
 
-def _plot(path, curves) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(11, 4))
+def _draw(axes, curves) -> None:
     for axis, (task, by_format) in zip(axes, curves.items()):
         for tag, losses in by_format.items():
             style = "--" if tag == "float32" else "-"
@@ -112,6 +103,3 @@ def _plot(path, curves) -> None:
         axis.set(title=f"{task}, Adam lr 1e-3", xlabel="epoch", ylabel="training loss",
                  yscale="log")  # fmt: skip
         axis.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import fastopt
 import numpy as np
 from networks import DIGITS, loss_and_grads
-from report import Table
+from report import Table, save_figure
 
 try:
     import ml_dtypes
@@ -89,20 +89,11 @@ def precision(quick: bool, out_dir) -> Table:
         curves[variant] = (digits, small)
         table.add(variant=variant, digits_loss=digits[-1], small_steps_loss=small[-1],
                   small_steps_start=small[0])  # fmt: skip
-    try:
-        _plot(out_dir / "mixed_precision.png", curves)
-    except ImportError:
-        pass
+    save_figure(out_dir / "mixed_precision.png", lambda axes: _draw(axes, curves))
     return table
 
 
-def _plot(path, curves) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+def _draw(axes, curves) -> None:
     for variant, (digits, small) in curves.items():
         style = "--" if variant == "float32" else "-"
         axes[0].plot(range(1, len(digits) + 1), digits, style, label=variant)
@@ -110,6 +101,3 @@ def _plot(path, curves) -> None:
     axes[0].set(title="digits network, Adam", xlabel="epoch", ylabel="training loss")
     axes[1].set(title="small steps: least squares, SGD lr 1e-3", xlabel="step", yscale="log")
     axes[1].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

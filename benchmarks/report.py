@@ -91,6 +91,23 @@ def write_json(path: Path, info: dict, tables: list[Table], sweep: list[dict]) -
     path.write_text(json.dumps(payload, indent=1))
 
 
+def save_figure(path: Path, draw, columns: int = 2) -> None:
+    """Draw a row of `columns` axes with draw(axes) and save it; nothing without matplotlib (the
+    bench extra): the tables are the result, the figure an illustration."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, columns, figsize=(11, 4))
+    draw(axes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def plot_sweep(path: Path, info: dict, sweep: list[dict]) -> None:
     import matplotlib
 

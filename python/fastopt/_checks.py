@@ -121,14 +121,19 @@ def rounding_mode(name: str, value: Any) -> str:
     return value
 
 
-def seed(name: str, value: Any) -> int:
-    """A random seed: an int in [0, 2**64)."""
+def _int_below(name: str, value: Any, bits: int) -> int:
+    """An int (not a bool) in [0, 2**bits)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int; got {type(value).__name__}")
     number = int(value)
-    if not 0 <= number < 2**64:
-        raise ValueError(f"{name} must be in [0, 2**64); got {value!r}")
+    if not 0 <= number < 2**bits:
+        raise ValueError(f"{name} must be in [0, 2**{bits}); got {value!r}")
     return number
+
+
+def seed(name: str, value: Any) -> int:
+    """A random seed: an int in [0, 2**64)."""
+    return _int_below(name, value, 64)
 
 
 STATE_FORMATS = (None, "bfloat16", "int8")
@@ -142,10 +147,5 @@ def state_format(name: str, value: Any) -> str | None:
 
 
 def count(name: str, value: Any) -> int:
-    """A number of elements: an int in [0, 2**63) (the core's sizes are 64-bit)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
-    number = int(value)
-    if not 0 <= number < 2**63:
-        raise ValueError(f"{name} must be in [0, 2**63); got {value!r}")
-    return number
+    """A number of elements: an int in [0, 2**63) (the core's sizes are signed 64-bit)."""
+    return _int_below(name, value, 63)
