@@ -7,8 +7,13 @@ nearest even, or stochastically with ``rounding="stochastic"``.
 
 ``"int8"``: 8-bit blockwise quantization (Dettmers et al., "8-bit Optimizers via Block-wise
 Quantization", ICLR 2022): blocks of 256 consecutive elements in memory order, each with one
-float32 absmax, and one uint8 code per element, the index of the nearest value of a dynamic map
-(signed for states of either sign, unsigned for non-negative ones). Arrays under
+float32 absmax, and one uint8 code per element for the value of x / absmax in their dynamic map
+(signed for states of either sign, unsigned for non-negative ones). The codes are not indices of
+the sorted map: a signed code is a sign bit and 7 bits m, an unsigned code 8 bits m, and m gives
+a decade (level L = floor(log2 m), or of m + 1 unsigned) and an index j in it, so that code and
+value convert with a few float32 operations and no table gathers (src/cpp/kernels/quant_map.hpp
+defines the format; the functions below are an independent NumPy implementation of it, bit for
+bit). Quantizing picks the nearest value, up to an ulp near the midpoints. Arrays under
 ``compact_min_size`` elements (4096 by default, as in bitsandbytes) keep compute-type state, as
 does a running maximum (AMSGrad's), which requantizing could lower.
 """
@@ -26,32 +31,72 @@ FORMATS = (None, "bfloat16", "int8")
 BLOCK = 256
 MIN_SIZE = 4096  # compact_min_size's default
 ABSMAX = "_absmax"  # the int8 absmaxes of state "exp_avg" are in dict "exp_avg_absmax"
+# Decade i = 0..6 of the map spans [10^(i-7), 10^(i-6)): its start, and its width over 0.9.
+_STARTS = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 _DECADES = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0)
 
 
+def levels(signed: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(base, step, inv_step, cap), float32 [8] by level L (decade i = L signed, L - 1 unsigned):
+    base = 10^(i-7), step = 0.9 * 10^(i-6) / n and inv_step = its inverse (both in double), and
+    cap = n - 1, for the n values of the decade. The unused level holds zeros."""
+    base, step, inv_step, cap = (np.zeros(8, np.float32) for _ in range(4))
+    for i, (start, decade) in enumerate(zip(_STARTS, _DECADES)):
+        level, n = (i, 2**i) if signed else (i + 1, 2 ** (i + 1))
+        base[level] = np.float32(start)
+        step[level] = np.float32(0.9 * decade / n)
+        inv_step[level] = np.float32(n / (0.9 * decade))
+        cap[level] = n - 1
+    return base, step, inv_step, cap
+
+
+def _level_and_index(m: np.ndarray, signed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Level L and index j in the decade of the magnitude codes m (1..127 signed, 1..254
+    unsigned): L = floor(log2 k), j = k - 2^L, with k = m (signed) or m + 1 (unsigned)."""
+    k = m.astype(np.int64) + (0 if signed else 1)
+    level = np.frexp(k)[1].astype(np.int64) - 1  # k = f * 2^e with f in [0.5, 1): exact
+    return level, k - (1 << level)
+
+
 def dynamic_map(signed: bool) -> np.ndarray:
-    """The 256 map values, ascending, float32: as quant_map.cpp computes them, in double."""
-    values: list[float] = []
-    for i, decade in enumerate(_DECADES):
-        n = 2**i if signed else 2 ** (i + 1)
-        for j in range(n):
-            mean = 0.9 * (2 * j + 1) / (2 * n) + 0.1
-            values.append(float(np.float32(decade * mean)))
-            if signed:
-                values.append(float(np.float32(-(decade * mean))))
-    values += [0.0, 1.0]
-    assert len(values) == 256
-    return np.sort(np.array(values, dtype=np.float32))
+    """The value of each code 0..255, float32: what code c dequantizes to, times absmax.
+
+    Signed: bit 7 is the sign, the low 7 bits m; m = 0 is 0 (code 0x00) and code 0x80 is +1.0.
+    Unsigned: m = 0 is 0 and 255 is 1.0. Any other m is index j of level L (_level_and_index),
+    whose value is base[L] + (float(j) + 0.5) * step[L] in float32 (levels): the means of the
+    decades of Dettmers et al.'s dynamic map (bitsandbytes' create_dynamic_map(signed, 7, 8))."""
+    base, step, _, _ = levels(signed)
+    codes = np.arange(256)
+    m = codes & 0x7F if signed else codes
+    regular = (m != 0) & (m != 255)
+    level, j = _level_and_index(np.where(regular, m, 1), signed)
+    half = np.float32(0.5)
+    values = base[level] + (j.astype(np.float32) + half) * step[level]
+    values = np.where(regular, values, np.float32(0)).astype(np.float32)
+    if signed:
+        values[0x80:] = -values[0x80:]
+        values[0x80] = 1.0
+    else:
+        values[255] = 1.0
+    return values
 
 
-def thresholds(values: np.ndarray) -> np.ndarray:
-    """The 255 midpoints between neighbouring map values, float32 (computed in double)."""
-    wide = values.astype(np.float64)
-    return ((wide[:-1] + wide[1:]) / 2).astype(np.float32)
+def thresholds(signed: bool) -> np.ndarray:
+    """float32 [8]: D_0 .. D_6, the least |y| of each decade's codes, and ONE, the least |y| that
+    is 1.0. Midpoints of neighbouring map values, computed in double: D_0 of 0 and the least
+    positive value, D_i of decade i - 1's largest value and decade i's least, ONE of the largest
+    value below 1 and 1."""
+    base, step, _, cap = levels(signed)
+    first = 0 if signed else 1
+    least = [base[L] + np.float32(0.5) * step[L] for L in range(first, first + 7)]
+    most = [base[L] + (cap[L] + np.float32(0.5)) * step[L] for L in range(first, first + 7)]
+    edges = list(zip([np.float32(0)] + most, least + [np.float32(1)]))
+    return np.array([(np.float64(lo) + np.float64(hi)) / 2 for lo, hi in edges], np.float32)
 
 
 _MAPS = {signed: dynamic_map(signed) for signed in (True, False)}
-_THRESHOLDS = {signed: thresholds(_MAPS[signed]) for signed in (True, False)}
+_THRESHOLDS = {signed: thresholds(signed) for signed in (True, False)}
+_LEVELS = {signed: levels(signed) for signed in (True, False)}
 
 
 _RAW: dict[str, np.dtype[Any]] = {"bfloat16": np.dtype(np.uint16), "int8": np.dtype(np.uint8)}
@@ -74,6 +119,33 @@ def _order(x: np.ndarray) -> Literal["C", "F"]:
     return "F" if x.flags.f_contiguous and not x.flags.c_contiguous else "C"
 
 
+def _codes_of(y: np.ndarray, signed: bool) -> np.ndarray:
+    """The codes of y = x / absmax (float32), by the definition (compact.hpp computes the same):
+    c = the number of thresholds D_0..D_6 at or below |y| (0 for NaN); c = 0 is code 0; else
+    level L = c - 1 (signed) or c (unsigned), t = (|y| - base[L]) * inv_step[L] in float32, capped
+    at n - 1 (t >= 0 here), and j = int(t). |y| >= ONE is 1.0, unless y < 0 (signed: the largest
+    negative magnitude is m = 127); a negative y of the signed map sets bit 7."""
+    base, _, inv_step, cap = _LEVELS[signed]
+    bounds = _THRESHOLDS[signed]
+    a = np.abs(y)
+    count = np.zeros(a.shape, np.int64)
+    for bound in bounds[:7]:
+        count += a >= bound  # False for NaN
+    level = count - 1 if signed else count
+    level = np.where(count > 0, level, 1)  # any valid level: those codes are 0 below
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = (a - base[level]) * inv_step[level]  # inf stays inf; float32 throughout
+    t = np.where(t < cap[level], t, cap[level])
+    j = np.where(count > 0, t, np.float32(0)).astype(np.int64)
+    codes = (1 << level) - (0 if signed else 1) + j
+    if signed:
+        codes = np.where((count > 0) & (y < 0), codes | 0x80, codes)
+        codes = np.where(y >= bounds[7], 0x80, codes)
+    else:
+        codes = np.where(a >= bounds[7], 255, codes)
+    return np.where(count > 0, codes, 0).astype(np.uint8)
+
+
 def quantize(x: Any, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     """(codes, absmax) of ``x``: codes (uint8) shaped and ordered like x, blocks of 256 in memory
     order. A float64 x is rounded to float32 first, as the kernels do."""
@@ -88,11 +160,8 @@ def quantize(x: Any, signed: bool) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv = np.where(absmax > 0, np.float32(1) / absmax, np.float32(0)).astype(np.float32)
         y = (blocks * inv[:, None]).ravel()[: flat.size]
-    codes = np.searchsorted(_THRESHOLDS[signed], y, side="left")
-    # NaN: the kernels' table lookup gives the top code for +NaN and 0 for -NaN.
-    nan = np.isnan(y)
-    codes[nan] = np.where(np.signbit(y[nan]), 0, 255)
-    return codes.astype(np.uint8).reshape(x.shape, order=order), absmax.astype(np.float32)
+    codes = _codes_of(y, signed)
+    return codes.reshape(x.shape, order=order), absmax.astype(np.float32)
 
 
 def dequantize(codes: np.ndarray, absmax: np.ndarray, signed: bool) -> np.ndarray:

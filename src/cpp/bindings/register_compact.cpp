@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <tuple>
 
@@ -21,14 +22,16 @@ namespace {
 using Codes = py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>;
 using Floats = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
+Floats copy_of(const float* values, py::ssize_t n) {
+  Floats out(n);
+  std::copy(values, values + n, out.mutable_data());
+  return out;
+}
+
 py::tuple map_of(bool is_signed) {
   const QuantMap& map = quant_map(is_signed);
-  Floats values(256), thresholds(256);
-  py::array_t<std::uint8_t> first(2 * kQuantBuckets);
-  std::copy(map.value, map.value + 256, values.mutable_data());
-  std::copy(map.threshold, map.threshold + 256, thresholds.mutable_data());
-  std::copy(map.first, map.first + 2 * kQuantBuckets, first.mutable_data());
-  return py::make_tuple(values, thresholds, first);
+  return py::make_tuple(copy_of(map.value, 256), copy_of(map.threshold, 8), copy_of(map.base, 8),
+                        copy_of(map.step, 8), copy_of(map.inv_step, 8), copy_of(map.cap, 8));
 }
 
 std::tuple<Codes, Floats> quantize(const Floats& values, bool is_signed) {
@@ -59,8 +62,10 @@ Floats dequantize(const Codes& codes, const Floats& absmax, bool is_signed) {
 }  // namespace
 
 void register_compact(py::module_& m) {
-  m.def("_quant_map", &map_of, py::arg("signed"),
-        "Testing aid: the int8 dynamic map (values, thresholds, bucket table) the kernels use.");
+  m.def(
+      "_quant_map", &map_of, py::arg("signed"),
+      "Testing aid: the int8 dynamic map the kernels use: (values by code, thresholds D_0..D_6 and "
+      "ONE, and base, step, inv_step, cap by level).");
   m.def("_quantize", &quantize, py::arg("values"), py::arg("signed"),
         "Testing aid: float32 values (flattened) as (codes, absmax), blocks of 256, by the active "
         "SIMD level's code.");
