@@ -9,10 +9,12 @@
 //   inv    = 1 / absmax (0 when absmax is 0 or NaN; inf when absmax is subnormal), one float
 //            division per block;
 //   y      = x * inv, one float multiply, and its code by the float32 formulas of quant_map.hpp.
-// Every step is exact integer work or one IEEE operation (no FMA: -ffp-contract=off), done in the
-// same order by the AVX2 code and the scalar code (baseline, tails), so every level gives the
-// same bits. No gathers: AVX2 gathers cost ~20 uops on Zen and were slowed further on Intel by the
-// Downfall microcode; the map's per-level numbers fit 8-entry tables, one vpermps each.
+// Every step is exact integer work or one IEEE operation (no FMA: -ffp-contract=off). The scalar
+// code (baseline, tails) follows quant_map.hpp's definition; the AVX2 code (encode) does the same
+// float operations on the same values where they decide a code, and reaches the rest by other
+// exact steps, so every level gives the same bits. No gathers: AVX2 gathers cost ~20 uops on Zen
+// and were slowed further on Intel by the Downfall microcode; the map's per-level numbers fit
+// 8-entry tables (one vpermps) and 16-byte ones (one vpshufb).
 //
 // Special y: NaN (x NaN, inf * 0, or 0 * inf when absmax is subnormal) compares false with every
 // threshold, so its code is 0 (the value 0); its block's absmax is NaN unless it was 0 * inf, and
