@@ -141,4 +141,22 @@ Aliasing find_aliasing(const Scratch& scratch, bool several_threads) {
   return found;
 }
 
+bool grad_shares_a_state(const runtime::Task& task, const Mixed& mixed, const KernelRow& row,
+                         const ArrayView& param, Dtype grad_dtype) {
+  const std::int64_t grad_bytes = param.size * bytes_of(grad_dtype);
+  for (int s = 0; s < row.num_states; ++s) {
+    const StateFormat format = mixed.state_format[s];
+    if (overlaps(task.ops.grad, grad_bytes, task.ops.state[s],
+                 state_bytes(format, param.dtype, param.size)) ||
+        (format == StateFormat::kInt8 &&
+         overlaps(task.ops.grad, grad_bytes, mixed.absmax[s], 4 * absmax_count(param.size)))) {
+      return true;
+    }
+  }
+  return (mixed.master != nullptr &&
+          overlaps(task.ops.grad, grad_bytes, mixed.master, param.size * 4)) ||
+         (mixed.compensation != nullptr && overlaps(task.ops.grad, grad_bytes, mixed.compensation,
+                                                    param.size * bytes_of(param.dtype)));
+}
+
 }  // namespace fastopt::bindings

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <vector>
 
+#include "bindings/predicates.hpp"
 #include "bindings/scratch.hpp"
 
 namespace fastopt::bindings {
@@ -35,5 +36,12 @@ Aliasing find_aliasing(const Scratch& scratch, bool several_threads);
 // from it, so the keys would overwrite each other's updates instead of adding to them. Called
 // in validation, before anything is written, when some task has a master.
 void check_tied_masters(const Scratch& scratch);
+
+// True when a task's grad (as the caller passed it) shares memory with one of its own key's
+// states, absmaxes, master or compensation (opt.h["w"] as grads["w"]): the kernel would write what
+// it reads, so the caller copies the grad first. A grad that fits has the param's size, so this is
+// a comparison of ranges per array.
+bool grad_shares_a_state(const runtime::Task& task, const Mixed& mixed, const KernelRow& row,
+                         const ArrayView& param, Dtype grad_dtype);
 
 }  // namespace fastopt::bindings

@@ -98,8 +98,8 @@ class Planner {
   void no_half_arrays(PyObject* key, const ArrayView& param);
   void* extra_state(PyObject* key, PyObject* dict, bool wanted, const StateSpec& spec,
                     const ArrayView& param, PyObject* param_array, bool had_state);
-  bool grad_shares_a_state(const runtime::Task& task, const Mixed& mixed, const ArrayView& param,
-                           Dtype grad_dtype) const;
+  void choose_kernel(PyObject* key, const KernelRow& row, Dtype param_dtype, Dtype grad_dtype,
+                     Mixed* mixed, runtime::Task* task);
   void note_source(PyObject* source, PyObject* param_array, Layout layout);
 
   const PlanRequest& request_;
@@ -145,7 +145,7 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   } else {
     no_half_arrays(key, param);  // two size tests per key when there are no masters
   }
-  if (!grad_converted && grad_shares_a_state(task, mixed, param, grad_dtype)) {
+  if (!grad_converted && grad_shares_a_state(task, mixed, row_, param, grad_dtype)) {
     // The key's own state as its grad (opt.h["w"]): the kernel writes the state while it reads
     // the grad, so the grad is copied first, as one that overlaps the param is: the book's result
     // reads the grad as it was before the key's update, at every thread count and SIMD level.
@@ -154,29 +154,7 @@ void Planner::add_key(PyObject* key, PyObject* value) {
     grad_converted = true;
     grad_dtype = compute;
   }
-  bool compact = false, all_bf16 = row->num_states > 0;
-  for (int s = 0; s < row->num_states; ++s) {
-    compact |= mixed.state_format[s] != StateFormat::kNative;
-    all_bf16 &= mixed.state_format[s] == StateFormat::kBFloat16;
-  }
-  if (mixed.any_int8) check_absmax_overlaps(key, task, mixed, *row, param.dtype);
-  if (all_bf16 && param.dtype == Dtype::kFloat32 && grad_dtype == compute &&
-      request_.precision->rounding == Rounding::kNearest) {
-    task.fn = row->bf16_states;  // bfloat16 states in the rule's own loop (formats.hpp)
-  } else if (is_half(param.dtype) || grad_dtype != compute || compact) {
-    // The blocked sweep runs the rule's kernel over buffers (kernels/mixed.hpp).
-    mixed.rule = task.fn;
-    mixed.param_dtype = param.dtype;
-    mixed.grad_dtype = grad_dtype;
-    mixed.size = param.size;
-    const Precision& precision = *request_.precision;
-    mixed.rounding = precision.rounding;
-    if (precision.rounding == Rounding::kStochastic)
-      mixed.random_key = random_key(precision.seed, precision.step, key);
-    scratch_.mixed.push_back(mixed);
-    task.fn = request_.table->mixed[static_cast<int>(compute)];
-    task.ops.mixed = &scratch_.mixed.back();
-  }
+  choose_kernel(key, *row, param.dtype, grad_dtype, &mixed, &task);
   plan_.converted = plan_.converted || grad_converted;
   if (param.size > 0) {
     if (grad_converted) note_source(source, param_array, param.layout);
@@ -267,24 +245,34 @@ ArrayView Planner::param_of(PyObject* key, PyObject* value, PyObject** param_arr
   return view_of(span);
 }
 
-// A comparison of two ranges per state: a grad that fits has the param's size, and so has every
-// state (of the compute type; a compensation of the param's type).
-bool Planner::grad_shares_a_state(const runtime::Task& task, const Mixed& mixed,
-                                  const ArrayView& param, Dtype grad_dtype) const {
-  const std::int64_t grad_bytes = param.size * bytes_of(grad_dtype);
-  for (int s = 0; s < row_.num_states; ++s) {
-    const StateFormat format = mixed.state_format[s];
-    if (overlaps(task.ops.grad, grad_bytes, task.ops.state[s],
-                 state_bytes(format, param.dtype, param.size)) ||
-        (format == StateFormat::kInt8 &&
-         overlaps(task.ops.grad, grad_bytes, mixed.absmax[s], 4 * absmax_count(param.size)))) {
-      return true;
-    }
+// The kernel a task runs: the row's own (native arrays), its bf16_states kernel (float32 param and
+// grad, every state bfloat16 rounded to nearest: formats.hpp), or the blocked sweep over the row's
+// kernel (half params or grads, int8 or stochastically rounded states: kernels/mixed.hpp).
+void Planner::choose_kernel(PyObject* key, const KernelRow& row, Dtype param_dtype,
+                            Dtype grad_dtype, Mixed* mixed, runtime::Task* task) {
+  const Dtype compute = compute_of(param_dtype);
+  bool compact = false, all_bf16 = row.num_states > 0;
+  for (int s = 0; s < row.num_states; ++s) {
+    compact |= mixed->state_format[s] != StateFormat::kNative;
+    all_bf16 &= mixed->state_format[s] == StateFormat::kBFloat16;
   }
-  return (mixed.master != nullptr &&
-          overlaps(task.ops.grad, grad_bytes, mixed.master, param.size * 4)) ||
-         (mixed.compensation != nullptr && overlaps(task.ops.grad, grad_bytes, mixed.compensation,
-                                                    param.size * bytes_of(param.dtype)));
+  if (mixed->any_int8) check_absmax_overlaps(key, *task, *mixed, row, param_dtype);
+  const Precision& precision = *request_.precision;
+  if (all_bf16 && param_dtype == Dtype::kFloat32 && grad_dtype == compute &&
+      precision.rounding == Rounding::kNearest) {
+    task->fn = row.bf16_states;
+  } else if (is_half(param_dtype) || grad_dtype != compute || compact) {
+    mixed->rule = task->fn;
+    mixed->param_dtype = param_dtype;
+    mixed->grad_dtype = grad_dtype;
+    mixed->size = task->size;
+    mixed->rounding = precision.rounding;
+    if (precision.rounding == Rounding::kStochastic)
+      mixed->random_key = random_key(precision.seed, precision.step, key);
+    scratch_.mixed.push_back(*mixed);
+    task->fn = request_.table->mixed[static_cast<int>(compute)];
+    task->ops.mixed = &scratch_.mixed.back();
+  }
 }
 
 // Records where a converted grad came from, for the task about to be added (aliasing.hpp).
