@@ -77,7 +77,11 @@ def compact_training(quick: bool, out_dir) -> Table:
         "weights and hyperparameters. Target: bf16 and int8 within 1 point of float32's test "
         "accuracy and within 25% of its final loss.",
     )
-    digits = load(0)
+    try:
+        digits = load(0)
+    except ImportError:  # scikit-learn: the demo extra
+        table.note += " Skipped: needs scikit-learn (pip install '.[demo]')."
+        return table
     digits = tuple(a.astype(np.float32) if a.dtype.kind == "f" else a for a in digits)
     tasks = {
         "digits": (digits, (64, 100, 100, 10), 3 if quick else 15, 32),
