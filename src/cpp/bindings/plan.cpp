@@ -10,6 +10,7 @@
 #include "bindings/aliasing.hpp"
 #include "bindings/aligned_dict.hpp"
 #include "bindings/arrays.hpp"
+#include "bindings/half_state.hpp"
 #include "bindings/predicates.hpp"
 #include "bindings/random_key.hpp"
 #include "kernels/quant_map.hpp"
@@ -93,11 +94,6 @@ class Planner {
   const KernelRow* use_own_settings(PyObject* key, Dtype compute, runtime::Task* task);
   void* state_of(int slot, PyObject* key, const ArrayView& param, PyObject* param_array,
                  bool* had_state, Mixed* mixed);
-  void half_arrays(PyObject* key, const ArrayView& param, PyObject* param_array, bool had_state,
-                   Mixed* mixed);
-  void no_half_arrays(PyObject* key, const ArrayView& param);
-  void* extra_state(PyObject* key, PyObject* dict, bool wanted, const StateSpec& spec,
-                    const ArrayView& param, PyObject* param_array, bool had_state);
   void choose_kernel(PyObject* key, const KernelRow& row, Dtype param_dtype, Dtype grad_dtype,
                      Mixed* mixed, runtime::Task* task);
   void note_source(PyObject* source, PyObject* param_array, Layout layout);
@@ -141,9 +137,10 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   for (int s = 0; s < row_.num_states; ++s)
     task.ops.state[s] = state_of(s, key, param, param_array, &had_state, &mixed);
   if (is_half(param.dtype)) {
-    half_arrays(key, param, param_array, had_state, &mixed);
+    half_arrays(key, *request_.precision, row_.num_states, param, span_of(param_array, param),
+                had_state, scratch_, &mixed);
   } else {
-    no_half_arrays(key, param);  // two size tests per key when there are no masters
+    no_half_arrays(key, *request_.precision, param.dtype);  // two size tests without masters
   }
   if (!grad_converted && grad_shares_a_state(task, mixed, row_, param, grad_dtype)) {
     // The key's own state as its grad (opt.h["w"]): the kernel writes the state while it reads
@@ -163,74 +160,6 @@ void Planner::add_key(PyObject* key, PyObject* value) {
     plan_.total += param.size;
     plan_.work_ns += static_cast<double>(param.size) * runtime::ns_per_element(row_, param.dtype);
   }
-}
-
-// The arrays a half param keeps beside the rule's states: its fp32 master copy, or its Kahan
-// compensation, or neither (nearest or stochastic rounding alone). One that the settings do not
-// call for, or one missing while the key already has state (a checkpoint saved without it),
-// raises: either would silently change the numbers.
-void Planner::half_arrays(PyObject* key, const ArrayView& param, PyObject* param_array,
-                          bool had_state, Mixed* mixed) {
-  const Precision& precision = *request_.precision;
-  const int slot = row_.num_states;
-  const StateSpec master{"master", slot, Dtype::kFloat32, 0.0, true};
-  const StateSpec compensation{"compensation", slot + 1, param.dtype, 0.0, false};
-  mixed->master =
-      extra_state(key, precision.masters, precision.master, master, param, param_array, had_state);
-  mixed->compensation = extra_state(key, precision.compensations, precision.compensation,
-                                    compensation, param, param_array, had_state);
-}
-
-// A param that is not half has no master and no compensation: one left from when it was half (the
-// user replaced it with a float32 array) would be used again, stale, if it became half again.
-void Planner::no_half_arrays(PyObject* key, const ArrayView& param) {
-  const Precision& precision = *request_.precision;
-  for (PyObject* dict : {precision.masters, precision.compensations}) {
-    if (dict == nullptr || PyDict_GET_SIZE(dict) == 0) continue;
-    PyObject* found = PyDict_GetItemWithError(dict, key);
-    if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
-    if (found == nullptr) continue;
-    const std::string name = dict == precision.masters ? "master" : "compensation_buffer";
-    throw py::value_error(entry("params", key) + " is " + dtype_name(param.dtype) + " but opt." +
-                          name +
-                          " holds an array for it, made when it was a half param. Delete "
-                          "opt." +
-                          name + "[key] (and the key's state, to start afresh).");
-  }
-}
-
-void* Planner::extra_state(PyObject* key, PyObject* dict, bool wanted, const StateSpec& spec,
-                           const ArrayView& param, PyObject* param_array, bool had_state) {
-  PyObject* found = dict == nullptr ? nullptr : PyDict_GetItemWithError(dict, key);
-  if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
-  const std::string name = spec.name;
-  const std::string attribute =
-      "opt." + std::string(spec.from_param ? "master" : "compensation_buffer");
-  if (!wanted) {
-    if (found == nullptr) return nullptr;
-    throw py::value_error(entry("params", key) + " has a " + name + " in " + attribute +
-                          " but the optimizer's settings keep none (master_weights, rounding, "
-                          "compensation changed since it was made?). Delete " +
-                          attribute +
-                          "[key] to update the param without it, or restore the settings.");
-  }
-  if (dict == nullptr) throw py::type_error("the optimizer's state '" + name + "' must be a dict");
-  if (found == nullptr && had_state) {
-    throw py::value_error(
-        entry("params", key) + " is " + dtype_name(param.dtype) + " and its settings keep a " +
-        name + ", but it has optimizer state and no " + name + " (a checkpoint saved without it, " +
-        "or settings changed after its first update). Load a checkpoint that holds " + attribute +
-        ", or delete this key's state to start afresh.");
-  }
-  std::vector<py::object>& keep = scratch_.keep;
-  if (found != nullptr && state_fits(found, param, spec.dtype)) {
-    keep.push_back(py::reinterpret_borrow<py::object>(found));
-  } else {
-    bool is_new = false;
-    keep.push_back(check_state(key, dict, spec, span_of(param_array, param), &is_new));
-    if (is_new) scratch_.pending.push_back({dict, key, keep.back().ptr()});
-  }
-  return py::detail::array_proxy(keep.back().ptr())->data;
 }
 
 // The param's view; a param that is not usable as it is goes through check_param, which raises
