@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Callable, ClassVar
 
 from . import _core, _spec
@@ -31,7 +31,7 @@ from ._checks import (
     state_format,
 )
 from ._checks import seed as seed_check
-from ._per_key import Overlay, PerKey, PerKeyOption
+from ._per_key import Cohort, Overlay, PerKey, PerKeyOption
 from ._persist import load_state_dict, state_dict
 from ._precision import half_options
 from ._settings import Hyperparameter, LearningRate, Option, StateLayout, with_common_options
@@ -111,17 +111,41 @@ class _Plan:
                 self.overlays[settings] = h
         variant = self.variants.get(settings)
         if variant is None or cls.options_per_step:
-            variant = cls._rule.variant(cls.kernel_options(h, state))
-            if variant[1] != state_names:
-                raise ValueError(
-                    f"per_key settings {dict(settings)} change which state is kept ({variant[1]} "
-                    f"instead of {state_names}); use a separate optimizer for those keys"
-                )
+            variant = self.variant(h, state, state_names, f"per_key settings {dict(settings)}")
             self.variants[settings] = variant
         entry = (variant[0], self.compute_scalars(h, state))
         if self.scalars is not None and not cls.options_per_step and not h.scheduled:
             self.groups[settings] = entry
         return entry
+
+    def variant(
+        self, h: Any, state: Any, state_names: tuple[str, ...], whose: str
+    ) -> tuple[int, tuple[str, ...]]:
+        """The rule's variant for hyperparameters ``h``: it must keep the same states as the
+        call's Updater (one call, one set of state dicts)."""
+        cls = self.cls
+        variant = cls._rule.variant(cls.kernel_options(h, state))
+        if variant[1] != state_names:
+            raise ValueError(
+                f"{whose} change which state is kept ({variant[1]} instead of {state_names}); "
+                "use a separate optimizer for those keys"
+            )
+        return variant
+
+    def cohorts(self, cohorts: Sequence[Cohort]) -> tuple[Any, Scalars, dict[Any, Any]]:
+        """(Updater, scalars, {key: (kernel index, scalars)}) for keys that step in cohorts of
+        their own, each with its hyperparameters and its step count (fastopt.torch's param
+        groups): every key is in the table, so the Updater's own scalars are the first's."""
+        first = cohorts[0]
+        updater = self.updater_for(first.h, first.state)
+        names = updater.state_names
+        table: dict[Any, tuple[int, Scalars]] = {}
+        for cohort in cohorts:
+            index, _ = self.variant(cohort.h, cohort.state, names, cohort.name)
+            entry = (index, self.compute_scalars(cohort.h, cohort.state))
+            for key in cohort.keys:
+                table[key] = entry
+        return updater, table[first.keys[0]][1], table
 
 
 class Optimizer:
@@ -230,12 +254,13 @@ class Optimizer:
         Parameters
         ----------
         params : dict
-            Maps any hashable key to a float32 or float64 ndarray (C- or Fortran-contiguous,
-            writeable, any shape), updated in place; or to a real scalar, which is replaced by the
-            updated value as a NumPy float64 scalar.
+            Maps any hashable key to a float32, float64, float16 or bfloat16 ndarray (C- or
+            Fortran-contiguous, writeable, any shape), or a torch CPU tensor of those dtypes
+            (through its NumPy view: no copy), updated in place; or to a real scalar, which is
+            replaced by the updated value as a NumPy float64 scalar.
         grads : mapping
             Holds a gradient for every key of ``params`` (extra keys are ignored), of the param's
-            shape. Any real dtype and any memory layout is accepted; one that differs from the
+            shape: an ndarray, a torch CPU tensor or a real scalar. Any real dtype and any memory layout is accepted; one that differs from the
             param's is converted first (a copy: the slow path). A grad that overlaps its param's
             memory is copied first, so the result is as if it had been read before the update.
 
@@ -252,10 +277,12 @@ class Optimizer:
         KeyError
             A param key has no grad.
         TypeError
-            A param is not a float32/float64 ndarray or real scalar; a grad is not real numbers.
+            A param is not a float32/float64/float16/bfloat16 ndarray, tensor or real scalar; a
+            grad is not real numbers; a tensor is sparse.
         ValueError
-            Shapes differ; a param is read-only, not contiguous or unaligned; or a param changed
-            shape or dtype since its state was created.
+            Shapes differ; a param is read-only, not contiguous or unaligned; a param changed
+            shape or dtype since its state was created; a tensor is not on the CPU, or a param
+            tensor requires grad and is not a leaf.
         """
         # Two threads updating one optimizer would race on its state arrays (the kernels run
         # without the GIL), so each optimizer runs one update() at a time; separate optimizers run
@@ -264,8 +291,16 @@ class Optimizer:
         with self._lock:
             self._update(params, grads)
 
-    def _update(self, params: Params, grads: Grads) -> None:
+    def _update(
+        self,
+        params: Params,
+        grads: Grads,
+        cohorts: Sequence[Cohort] | None = None,
+        commits: Sequence[tuple[dict[Any, Any], dict[Any, Any]]] = (),
+    ) -> None:
         # One function, not a helper call per phase: each call is ~0.1 us of a ~2 us update.
+        # cohorts: every key's hyperparameters and step count of its own (fastopt.torch), instead
+        # of the optimizer's with per_key on top; commits: what the caller commits with them.
         state = self._state
         steps = state.steps
         schedule = self._schedule
@@ -274,13 +309,16 @@ class Optimizer:
             _LR.show(self, self._scheduled_rate(schedule, steps))
         try:
             plan = self._plan or self._make_plan()
-            updater = plan.updater or plan.updater_for(self, state)
-            scalars = plan.scalars
-            if scalars is None:
-                scalars = plan.compute_scalars(self, state)
-            per_key = None
-            if plan.per_key is not None:
-                per_key = self._per_key_kernels(plan, params, updater.state_names)
+            if cohorts is None:
+                updater = plan.updater or plan.updater_for(self, state)
+                scalars = plan.scalars
+                if scalars is None:
+                    scalars = plan.compute_scalars(self, state)
+                per_key = None
+                if plan.per_key is not None:
+                    per_key = self._per_key_kernels(plan, params, updater.state_names)
+            else:
+                updater, scalars, per_key = plan.cohorts(cohorts)
             grad_scale, norm, known_finite = 1.0, None, False
             if plan.max_grad_norm is not None:
                 norm = global_norm({key: grads[key] for key in params if key in grads})
@@ -297,9 +335,12 @@ class Optimizer:
             after: dict[str, Any] = {"steps": steps + 1}
             if plan.next_counters is not None:
                 after["counters"] = plan.next_counters(self, state)
+            commit: Any = (state.__dict__, after)
+            if commits:
+                commit = [commit, *commits]
             applied = updater.run(
-                params, grads, state.arrays, scalars, grad_scale, known_finite, per_key,
-                (state.__dict__, after), steps + 1,
+                params, grads, state.arrays, scalars, grad_scale, known_finite, per_key, commit,
+                steps + 1,
             )  # fmt: skip
         except BaseException:
             if schedule is not None and state.steps == steps:  # not made: the rate goes back

@@ -42,7 +42,9 @@ class Updater:
         grad_scale: float = 1.0,
         known_finite: bool = False,
         per_key: dict[Any, tuple[int, tuple[float, ...]]] | None = None,
-        commit: tuple[dict[str, Any], dict[str, Any]] | None = None,
+        commit: tuple[dict[str, Any], dict[str, Any]]
+        | list[tuple[dict[Any, Any], dict[str, Any]]]
+        | None = None,
         step: int = 0,
         /,
     ) -> bool: ...

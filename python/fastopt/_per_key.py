@@ -113,6 +113,22 @@ class PerKey:
         return tuple(sorted(merged.items()))
 
 
+class Cohort:
+    """Keys that step together with hyperparameters and a step count of their own, unlike per_key
+    settings, which share the optimizer's step count: fastopt.torch's param groups, whose params
+    each keep torch's per-param ``step`` (a param first stepped later starts its own bias
+    corrections, as in torch).
+
+    ``h``: the hyperparameters, read as attributes; ``state``: ``steps`` (updates made) and
+    ``counters`` (NAdam's mu_product), read as the optimizer's state is; ``name``: for messages.
+    """
+
+    __slots__ = ("keys", "h", "state", "name")
+
+    def __init__(self, keys: list[Any], h: Any, state: Any, name: str) -> None:
+        self.keys, self.h, self.state, self.name = keys, h, state, name
+
+
 class PerKeyOption(Option):
     """``opt.per_key``: reads back what was assigned; assigning checks it against the class."""
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _core
 from ._dtypes import is_floating, is_half
+from ._tensors import as_array
 
 __all__ = ["global_norm", "clip_grad_norm", "clip_grad_value"]
 
@@ -35,6 +36,8 @@ def _readable(grads: Grads) -> list[Any]:
     """The grads the norm reads: real arrays of any layout and dtype, and real scalars."""
     values = []
     for key, value in grads.items():
+        if not isinstance(value, np.ndarray):
+            value = _view_if_tensor(value, key)
         if isinstance(value, np.ndarray) and is_floating(value.dtype):
             values.append(value)  # the common case, in as few operations as possible
         elif (isinstance(value, np.ndarray) and value.dtype.kind in "iu") or _is_real_scalar(value):
@@ -47,18 +50,26 @@ def _readable(grads: Grads) -> list[Any]:
     return values
 
 
+def _view_if_tensor(value: Any, key: Hashable) -> Any:
+    """A torch tensor's NumPy view (the same memory: clipping scales the tensor itself), or the
+    value as it is."""
+    view = as_array(value, "grads", key, writes=False)
+    return value if view is None else view
+
+
 def _clippable(grads: Grads) -> tuple[dict[Hashable, np.ndarray], dict[Hashable, Any]]:
     """The grads to clip: ({key: array clipped in place}, {key: scalar replaced in the dict}).
 
     Checked before anything is clipped, so a bad grad changes nothing."""
     arrays, scalars = {}, {}
     for key, value in grads.items():
+        value = _view_if_tensor(value, key)
         if _is_real_scalar(value):
             scalars[key] = value
         elif not isinstance(value, np.ndarray):
             raise TypeError(
-                f"grads[{key!r}] must be a numpy.ndarray of real numbers or a real number; got "
-                f"{type(value).__name__}"
+                f"grads[{key!r}] must be a numpy.ndarray or torch tensor of real numbers, or a "
+                f"real number; got {type(value).__name__}"
             )
         elif not (is_floating(value.dtype) and value.flags.writeable):
             raise TypeError(

@@ -85,15 +85,42 @@ void write_back_scalars(PyObject* params, const Scratch& scratch) {
   }
 }
 
+namespace {
+
+bool is_pair(PyObject* item) {
+  return PyTuple_Check(item) && PyTuple_GET_SIZE(item) == 2 &&
+         PyDict_Check(PyTuple_GET_ITEM(item, 0)) && PyDict_Check(PyTuple_GET_ITEM(item, 1));
+}
+
+void commit_pair(PyObject* pair) {
+  if (PyDict_Update(PyTuple_GET_ITEM(pair, 0), PyTuple_GET_ITEM(pair, 1)) != 0) {
+    throw py::error_already_set();
+  }
+}
+
+}  // namespace
+
+void check_commit(PyObject* commit) {
+  if (commit == Py_None || is_pair(commit)) return;
+  if (PyList_CheckExact(commit)) {
+    bool all_pairs = true;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(commit); ++i)
+      all_pairs = all_pairs && is_pair(PyList_GET_ITEM(commit, i));
+    if (all_pairs) return;
+  }
+  throw py::type_error("commit must be None, (target dict, values dict), or a list of such pairs");
+}
+
 void commit_counters(PyObject* commit) {
   if (commit == Py_None) return;
   // (target, values): target.update(values), in C, before run() returns. A signal handler that
   // raises (Ctrl-C, SIGALRM) runs only when Python code runs again, which is after this: so the
   // step count moves with the params, and an interrupt can never leave params updated with the
-  // counters behind.
-  PyObject* target = PyTuple_GET_ITEM(commit, 0);
-  PyObject* values = PyTuple_GET_ITEM(commit, 1);
-  if (PyDict_Update(target, values) != 0) throw py::error_already_set();
+  // counters behind. A list of pairs (fastopt.torch: the optimizer's count and each param's
+  // "step") is committed the same way; check_commit checked it before anything was written, and
+  // a dict's update of exact dicts runs no Python code.
+  if (!PyList_CheckExact(commit)) return commit_pair(commit);
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(commit); ++i) commit_pair(PyList_GET_ITEM(commit, i));
 }
 
 }  // namespace fastopt::bindings

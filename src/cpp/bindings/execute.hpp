@@ -24,6 +24,8 @@ void write_back_scalars(PyObject* params, const Scratch& scratch);
 
 // 5. With `commit` = (target dict, values dict): target.update(values), so that the caller's
 // counters move in the same C call as the params (see execute.cpp). None: nothing.
+// Raises TypeError unless `commit` is None, (target dict, values dict), or a list of such pairs.
+void check_commit(PyObject* commit);
 void commit_counters(PyObject* commit);
 
 }  // namespace fastopt::bindings

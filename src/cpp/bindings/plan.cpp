@@ -13,6 +13,7 @@
 #include "bindings/half_state.hpp"
 #include "bindings/predicates.hpp"
 #include "bindings/random_key.hpp"
+#include "bindings/tensors.hpp"
 #include "kernels/quant_map.hpp"
 #include "runtime/executor.hpp"
 
@@ -49,6 +50,16 @@ PyObject* lookup_grad(PyObject* grads, AlignedDict* grads_dict, PyObject* key,
   if (!PyErr_ExceptionMatches(PyExc_KeyError)) throw py::error_already_set();
   PyErr_Clear();
   missing_grad(key);
+}
+
+// A grad that is a torch tensor is read through its NumPy view (no copy), from here on exactly as
+// an ndarray grad is: its fit, its conversion, its aliasing.
+PyObject* grad_array(PyObject* key, PyObject* grad, std::vector<py::object>& keep) {
+  if (py::detail::npy_api::get().PyArray_Check_(grad)) return grad;
+  py::object view = tensor_view(grad, "grads", key, false);
+  if (!view) return grad;
+  keep.push_back(std::move(view));
+  return keep.back().ptr();
 }
 
 // check_grad, with a conversion that overflows (a Python int of 10**400) named by its key.
@@ -113,7 +124,7 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   // the moment it is obtained: any lookup may run Python code (a key's __eq__, a mapping's
   // __getitem__) that drops the dict's reference to it, and the write-back after the kernels,
   // which ran without the GIL, uses the key again.
-  PyObject* grad = lookup_grad(request_.grads, grads_dict_, key, keep);
+  PyObject* grad = grad_array(key, lookup_grad(request_.grads, grads_dict_, key, keep), keep);
   PyObject* param_array = value;
   const ArrayView param = param_of(key, value, &param_array);
   const Dtype compute = compute_of(param.dtype);
@@ -167,6 +178,14 @@ void Planner::add_key(PyObject* key, PyObject* value) {
 ArrayView Planner::param_of(PyObject* key, PyObject* value, PyObject** param_array) {
   ArrayView param;
   if (param_view(value, &param)) return param;
+  if (py::object view = tensor_view(value, "params", key, true)) {
+    // A torch tensor: updated through its NumPy view, and marked as written after the update.
+    scratch_.tensors.push_back(py::reinterpret_borrow<py::object>(value));
+    scratch_.keep.push_back(view);
+    *param_array = view.ptr();
+    if (param_view(*param_array, &param)) return param;
+    value = *param_array;  // not usable as it is: check_param says why
+  }
   ParamSpan span = check_param(key, value);
   *param_array = span.array.ptr();
   scratch_.keep.push_back(span.array);

@@ -57,6 +57,7 @@ struct Scratch {
   std::vector<PendingState> pending;
   std::vector<ConvertedGrad> converted_grads;  // in task order
   std::vector<ScalarParam> scalar_params;
+  std::vector<py::object> tensors;  // params that are torch tensors: written, so marked after
   // The scalars of keys with settings of their own; a deque, so the tasks' pointers stay valid.
   std::deque<std::array<double, kMaxScalars>> per_key_scalars;
   // The half-precision part of the tasks that have one (Operands::mixed); a deque, likewise.
@@ -77,6 +78,7 @@ struct Scratch {
       scratch_->pending.clear();
       scratch_->converted_grads.clear();
       scratch_->scalar_params.clear();
+      scratch_->tensors.clear();
       scratch_->per_key_scalars.clear();
       scratch_->mixed.clear();
       scratch_->checks.clear();

@@ -11,6 +11,7 @@
 //      on the thread pool.
 //   4. write back the params that were scalars, as NumPy float64 scalars.
 //   5. commit the caller's counters (its step count), in the same C call as the params.
+//   6. mark the params that are torch tensors as written (autograd's version counters).
 //
 // GIL rules: every PyObject is touched with the GIL held, in phases 1, 2 and 4. Phase 3 (and the
 // check of 1b) sees only raw pointers (runtime::Task) into arrays kept alive by Scratch::keep,
@@ -22,6 +23,7 @@
 #include "bindings/active_level.hpp"
 #include "bindings/execute.hpp"
 #include "bindings/plan.hpp"
+#include "bindings/tensors.hpp"
 #include "bindings/scratch.hpp"
 
 namespace fastopt::bindings {
@@ -129,12 +131,7 @@ bool Updater::run(const RunArgs& args) const {
   }
   std::array<double, kMaxScalars> scalars{};
   read_scalars(args.scalars, row.num_scalars, scalars.data());
-  if (args.commit != Py_None &&
-      !(PyTuple_Check(args.commit) && PyTuple_GET_SIZE(args.commit) == 2 &&
-        PyDict_Check(PyTuple_GET_ITEM(args.commit, 0)) &&
-        PyDict_Check(PyTuple_GET_ITEM(args.commit, 1)))) {
-    throw py::type_error("commit must be None or (target dict, values dict)");
-  }
+  check_commit(args.commit);
   const bool has_per_key = args.per_key != Py_None;
   if (has_per_key && !PyDict_Check(args.per_key)) throw py::type_error("per_key must be a dict");
   std::array<py::object, kMaxStates> owned_dicts;
@@ -187,6 +184,7 @@ bool Updater::run(const RunArgs& args) const {
   run_plan(*scratch, plan);                   // 3.
   write_back_scalars(args.params, *scratch);  // 4.
   commit_counters(args.commit);               // 5.
+  mark_written(scratch->tensors);             // 6. autograd's version counters
   return true;
 }
 
@@ -250,7 +248,7 @@ PyMethodDef g_run_def = {
     "Apply the kernel to every key of `params` in place. `states` maps each state name to that "
     "state's {key: ndarray} dict; missing state arrays are created. `scalars` are the kernel's "
     "per-step scalars; `per_key` is None or {key: (kernel index, scalars)}. known_finite: the "
-    "caller proved every grad finite. commit: None or (target dict, values dict), applied as "
+    "caller proved every grad finite. commit: None, (target dict, values dict) or a list of such pairs, applied as "
     "target.update(values) after the kernels, before returning (so that a signal handler cannot "
     "run between the params' update and the caller's counters). step: the step being made, the "
     "counter of stochastic rounding. `states` may also hold 'master' and 'compensation' dicts, "
