@@ -260,8 +260,9 @@ class Optimizer:
             replaced by the updated value as a NumPy float64 scalar.
         grads : mapping
             Holds a gradient for every key of ``params`` (extra keys are ignored), of the param's
-            shape: an ndarray, a torch CPU tensor or a real scalar. Any real dtype and any memory layout is accepted; one that differs from the
-            param's is converted first (a copy: the slow path). A grad that overlaps its param's
+            shape: an ndarray, a torch CPU tensor or a real scalar. Any real dtype and any memory
+            layout is accepted; one that differs from the param's is converted first (a copy: the
+            slow path). A grad that overlaps its param's
             memory is copied first, so the result is as if it had been read before the update.
 
         With ``nonfinite="skip"`` or ``"raise"`` every grad is first checked for inf and nan (for

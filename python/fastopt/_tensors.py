@@ -98,5 +98,10 @@ def written(tensors: Iterable[Any]) -> None:
     if torch is None:
         return
     tracked = [t for t in tensors if not t.is_inference()]
-    if tracked:
-        torch.autograd.graph.increment_version(tracked)
+    if not tracked:
+        return
+    try:
+        torch.autograd.graph.increment_version(tracked)  # a list at once, where torch takes one
+    except TypeError:
+        for tensor in tracked:
+            torch.autograd.graph.increment_version(tensor)
