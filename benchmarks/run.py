@@ -24,6 +24,7 @@ import fastopt  # noqa: E402
 import loop  # noqa: E402
 import mixed  # noqa: E402
 import precision  # noqa: E402
+import torch_training  # noqa: E402
 from harness import interleaved  # noqa: E402
 from report import Table, machine, plot_sweep, write_json  # noqa: E402
 
@@ -277,6 +278,7 @@ def main(argv=None) -> int:
             "every",
             "optim",
             "nonfinite",
+            "torch",
             "sweep",
         ],  # fmt: skip
     )
@@ -311,12 +313,16 @@ def main(argv=None) -> int:
         "every": lambda: every_optimizer(args.repeats, 1 << (16 if args.quick else 20)),
         "optim": lambda: torch_family(args.repeats, 1 << (16 if args.quick else 20)),
         "nonfinite": lambda: nonfinite(args.repeats, large),
+        "torch": lambda: torch_training.training_loop(3 if args.quick else 7, args.quick),
+        "torch_offload": lambda: torch_training.large_flat(max(args.repeats, 7), args.quick),
     }
     tables, points = [], []
     for name, section in sections.items():
         if not args.only or name.split("_")[0] in args.only:
-            tables.append(section())
-            tables[-1].print()
+            made = section()  # a Table, or a list of them
+            for table in made if isinstance(made, list) else [made]:
+                tables.append(table)
+                table.print()
     if not args.only or "sweep" in args.only:
         tables.append(sweep(args.repeats, exponents, points))
         tables[-1].print()

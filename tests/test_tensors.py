@@ -156,3 +156,10 @@ def test_fastopt_never_imports_torch():
         "assert 'torch' not in sys.modules, 'fastopt imported torch'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_inference_tensors_are_updated_too():
+    with torch.inference_mode():
+        weight = torch.ones(4)
+    optim.SGD(lr=0.5).update({"w": weight}, {"w": torch.ones(4)})
+    assert torch.equal(weight, torch.full((4,), 0.5))

@@ -44,13 +44,19 @@ _IMPLEMENTATION = ("foreach", "fused")
 _UNSUPPORTED = ("capturable", "differentiable")
 
 
+def _memory(param: torch.Tensor) -> tuple[Any, ...]:
+    """What a param's NumPy view depends on: a view is kept while this stays the same."""
+    return (param.data_ptr(), param.dtype, param.shape, param.stride())
+
+
 class CohortState:
     """A cohort's step count and counters, read by the engine's step_scalars as its own state."""
 
-    __slots__ = ("steps", "counters")
+    __slots__ = ("steps", "counters", "given")
 
-    def __init__(self, steps: int, counters: dict[str, float]) -> None:
+    def __init__(self, steps: int, counters: dict[str, float], given: Any = None) -> None:
         self.steps, self.counters = steps, counters
+        self.given = given  # the params' own counters (None before their first step)
 
 
 def scalar_dtype() -> torch.dtype:
@@ -189,50 +195,63 @@ class Optimizer(torch.optim.Optimizer):
         params: dict[Hashable, np.ndarray] = {}
         grads: dict[Hashable, Any] = {}
         stepped: list[int] = []
-        cohorts: dict[tuple[Any, ...], Cohort] = {}
-        steps, counters = self._steps, self._counters
+        cohorts: list[Cohort] = []
+        steps, counters, keys, views = self._steps, self._counters, self._keys, self._views
+        # ~1 us of Python a param beside the engine's own: this loop is the adapter's cost.
         for index, group in enumerate(self.param_groups):
             settings = self._settings(index, group)
+            last: tuple[int, Any, Cohort] | None = None  # params of a group mostly share a step
             for param in group["params"]:
                 grad = param.grad
                 if grad is None:
                     continue
-                key = self._keys[id(param)]
-                params[key] = self._view(key, param)
-                grads[key] = grad
+                key = keys[id(param)]
+                kept = views.get(key)
+                if kept is None or kept[0] != _memory(param):
+                    kept = self._new_view(key, param)
+                params[key] = kept[1]
+                try:
+                    grads[key] = grad.numpy()  # zero copies; anything unusual: the engine checks
+                except (TypeError, RuntimeError):
+                    grads[key] = grad
                 step, counter = steps.get(key, 0), counters.get(key)
-                found = (index, step, None if counter is None else tuple(counter.values()))
-                cohort = cohorts.get(found)
-                if cohort is None:
-                    state = CohortState(step, counter or dict(self._engine.counters))
-                    cohort = cohorts[found] = Cohort([], settings, state, f"param_groups[{index}]")
-                cohort.keys.append(key)
+                if last is None or last[0] != step or last[1] is not counter:
+                    last = (step, counter, self._cohort(cohorts, index, settings, step, counter))
+                last[2].keys.append(key)
                 stepped.append(key)
         if not stepped:
             return loss
         engine = self._engine
         skipped = engine.skipped_updates
         with engine._lock:
-            engine._update(params, grads, list(cohorts.values()), self._commits(cohorts))
+            engine._update(params, grads, cohorts, self._commits(cohorts))
         if engine.skipped_updates == skipped:
             self._link(stepped)
             _tensors.written(self._params[key] for key in stepped)
         return loss
 
-    def _view(self, key: int, param: torch.Tensor) -> np.ndarray:
+    def _cohort(
+        self, cohorts: list[Cohort], index: int, settings: Overlay, step: int, counter: Any
+    ) -> Cohort:
+        """The cohort of group ``index``'s params at ``step`` (and NAdam's mu_product)."""
+        for cohort in cohorts:
+            state = cohort.state
+            if cohort.h is settings and state.steps == step and state.given == counter:
+                return cohort
+        state = CohortState(step, counter or dict(self._engine.counters), counter)
+        cohorts.append(Cohort([], settings, state, f"param_groups[{index}]"))
+        return cohorts[-1]
+
+    def _new_view(self, key: int, param: torch.Tensor) -> tuple[Any, np.ndarray]:
         """The param's NumPy view, kept while the param keeps its memory (``p.data = ...``
-        makes a new one)."""
-        signature = (param.data_ptr(), param.dtype, param.shape, param.stride())
-        kept = self._views.get(key)
-        if kept is not None and kept[0] == signature:
-            return kept[1]
+        gives it new memory, and a new view)."""
         view = _tensors.as_array(param, "params", key, writes=True)
         assert view is not None
-        self._views[key] = (signature, view)
+        self._views[key] = kept = (_memory(param), view)
         self._linked.discard(key)  # new memory: the engine may replace the key's states
-        return view
+        return kept
 
-    def _commits(self, cohorts: dict[Any, Cohort]) -> list[tuple[dict[Any, Any], dict[Any, Any]]]:
+    def _commits(self, cohorts: list[Cohort]) -> list[tuple[dict[Any, Any], dict[Any, Any]]]:
         """What the engine commits with the params, in the same C call: each param's new
         ``step`` (a tensor shared by its cohort) and the step counts (and counters) behind them."""
         engine_cls = type(self._engine)
@@ -242,7 +261,7 @@ class Optimizer(torch.optim.Optimizer):
         counters: dict[int, dict[str, float]] = {}
         new: dict[torch.Tensor, dict[str, Any]] = {}  # the first state of params first stepped
         state, params = self.state, self._params
-        for cohort in cohorts.values():
+        for cohort in cohorts:
             after = cohort.state.steps + 1
             shown: dict[str, Any] = {"step": torch.tensor(float(after), dtype=dtype)}
             following = None
