@@ -148,7 +148,7 @@ def training_loop(rounds: int, quick: bool) -> list[Table]:
             "step_ms and iteration_ms are fastopt.torch's; x_* = that contender's step time / "
             "fastopt.torch's (median of per-round ratios); share = step / iteration.",
         )
-        algorithms = ["Adam", "AdamW", "SGD", "Lion"] if quick else ALGORITHMS
+        algorithms = ["Adam", "Lion"] if quick else ALGORITHMS
         for count in counts:
             for algorithm in algorithms:
                 with threads(count):

@@ -129,3 +129,20 @@ def test_compact_state_sections_run_and_compact_state_trains(tmp_path):
             assert found["final_loss"] < 1.25 * exact["final_loss"], (task, fmt)
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "compact_state.png").stat().st_size > 10_000
+
+
+def test_torch_sections_compare_fastopt_torch_with_torch_or_say_they_skipped(tmp_path):
+    done = run_benchmarks(tmp_path, "--repeats", "1", "--only", "torch")
+    assert done.returncode == 0, done.stderr
+    tables = json.loads((tmp_path / "benchmark.json").read_text())["tables"]
+    if importlib.util.find_spec("torch") is None:
+        assert all("skipped: torch is not installed" in table["note"] for table in tables)
+        return
+    loops = [t for t in tables if "training loop" in t["title"]]
+    assert [t["title"].split(": ")[1].split(" ")[0] for t in loops] == ["transformer", "mlp"]
+    for table in loops:
+        for row in table["rows"]:
+            assert row["step_ms"] > 0 and 0 < row["share"] < 1
+            assert (row["x_torch_foreach"] is None) == (row["algorithm"] == "Lion")
+    offload = [t for t in tables if "offload" in t["title"]][0]["rows"]
+    assert all(row["pct_of_ceiling"] > 0 and row["x_torch_fused"] > 0 for row in offload)
