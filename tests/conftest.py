@@ -185,3 +185,15 @@ OPTIM_SHAPES = [(), (1,), (17,), (33, 5), (4099,)]
 def case_id(case) -> str:
     name, options = case
     return name + ("-" + "-".join(f"{k}={v}" for k, v in options.items()) if options else "")
+
+
+@pytest.fixture
+def torch_dtype(request):
+    """torch keeps its scalar state (step, NAdam's mu_product) in its default dtype: set it to
+    the test's dtype (an indirect parameter; float64 when none is given) while the test runs."""
+    import torch
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(getattr(request, "param", torch.float64))
+    yield torch.get_default_dtype()
+    torch.set_default_dtype(before)

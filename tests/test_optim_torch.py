@@ -24,15 +24,6 @@ STEPS = 30
 TOLERANCE = {np.float64: dict(rtol=1e-10, atol=1e-13), np.float32: dict(rtol=1e-4, atol=1e-6)}
 
 
-@pytest.fixture
-def torch_dtype(request):
-    """torch keeps its scalar state (step, NAdam's mu_product) in the default dtype."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(request.param)
-    yield request.param
-    torch.set_default_dtype(before)
-
-
 @pytest.mark.parametrize(
     "dtype, torch_dtype",
     [(np.float32, torch.float32), (np.float64, torch.float64)],

@@ -27,6 +27,23 @@ def set_grads(params, generator, dtype=None):
         p.grad = torch.randn(p.shape, generator=generator).to(dtype or p.dtype)
 
 
+def started(cls, seed, **options):
+    """(params, optimizer, generator) after one step with fresh grads."""
+    params = params_of()
+    opt = cls(params, **options)
+    generator = torch.Generator().manual_seed(seed)
+    set_grads(params, generator)
+    opt.step()
+    return params, opt, generator
+
+
+def twin_grads(ours, theirs, generator):
+    """The same fresh grads for two copies of the params."""
+    for mine, other in zip(ours, theirs):
+        mine.grad = torch.randn(mine.shape, generator=generator, dtype=mine.dtype)
+        other.grad = mine.grad.clone()
+
+
 def snapshot(opt, params):
     return copy.deepcopy(([p.detach().clone() for p in params], opt.state_dict()))
 
@@ -160,9 +177,7 @@ def test_adabelief_matches_the_authors_package_with_groups():
     reference = adabelief_pytorch.AdaBelief(groups(theirs), lr=1e-3, print_change_log=False)
     generator = torch.Generator().manual_seed(5)
     for _ in range(20):
-        for mine, other in zip(ours, theirs):
-            mine.grad = torch.randn(mine.shape, generator=generator, dtype=torch.float64)
-            other.grad = mine.grad.clone()
+        twin_grads(ours, theirs, generator)
         fast.step()
         reference.step()
     for mine, other in zip(ours, theirs):
@@ -175,9 +190,7 @@ def test_max_grad_norm_is_torchs_clip_then_step():
     reference = torch.optim.AdamW(theirs, lr=0.05, foreach=False)
     generator = torch.Generator().manual_seed(6)
     for _ in range(20):
-        for mine, other in zip(ours, theirs):
-            mine.grad = torch.randn(mine.shape, generator=generator, dtype=torch.float64)
-            other.grad = mine.grad.clone()
+        twin_grads(ours, theirs, generator)
         fast.step()
         norm = torch.nn.utils.clip_grad_norm_(theirs, 0.5, foreach=False)
         reference.step()
@@ -187,11 +200,7 @@ def test_max_grad_norm_is_torchs_clip_then_step():
 
 
 def test_nonfinite_skip_and_raise_change_nothing():
-    params = params_of()
-    generator = torch.Generator().manual_seed(7)
-    skip = fastopt_torch.Adam(params, lr=0.1, nonfinite="skip")
-    set_grads(params, generator)
-    skip.step()
+    params, skip, generator = started(fastopt_torch.Adam, 7, lr=0.1, nonfinite="skip")
     before = snapshot(skip, params)
     set_grads(params, generator)
     params[1].grad[17] = float("nan")
@@ -206,11 +215,7 @@ def test_nonfinite_skip_and_raise_change_nothing():
 
 def test_a_bad_grad_raises_naming_its_key_and_changes_nothing():
     """torch itself refuses grads of another shape, dtype or device; a sparse one gets here."""
-    params = params_of()
-    opt = fastopt_torch.RAdam(params, lr=0.1)
-    generator = torch.Generator().manual_seed(8)
-    set_grads(params, generator)
-    opt.step()
+    params, opt, generator = started(fastopt_torch.RAdam, 8, lr=0.1)
     before = snapshot(opt, params)
     set_grads(params, generator)
     params[2].grad = params[2].grad.to_sparse()
@@ -313,11 +318,7 @@ def test_a_reassigned_param_is_updated_in_its_new_memory():
 
 def test_pickled_optimizer_continues_the_same():
     """torch.save(optimizer) pickles its params and state together: the copy steps its own."""
-    params = params_of()
-    opt = fastopt_torch.NAdam(params, lr=0.05)
-    generator = torch.Generator().manual_seed(13)
-    set_grads(params, generator)
-    opt.step()
+    params, opt, generator = started(fastopt_torch.NAdam, 13, lr=0.05)
     saved = io.BytesIO()
     torch.save(opt, saved)
     saved.seek(0)
@@ -348,10 +349,7 @@ def test_pickled_optimizer_continues_the_same():
     ids=["groups", "group size", "shape", "step", "not a tensor", "lr"],
 )
 def test_bad_state_dict_raises_and_changes_nothing(corrupt, message):
-    params = params_of()
-    opt = fastopt_torch.Adam(params, lr=0.1)
-    set_grads(params, torch.Generator().manual_seed(14))
-    opt.step()
+    params, opt, _ = started(fastopt_torch.Adam, 14, lr=0.1)
     bad = copy.deepcopy(opt.state_dict())
     corrupt(bad)
     before = snapshot(opt, params)

@@ -41,15 +41,6 @@ GROUP_OPTIONS = {
 TORCH_CASES = [c for c in OPTIM_CASES if c[0] in GROUP_OPTIONS]
 
 
-@pytest.fixture
-def torch_dtype(request):
-    """torch keeps step and NAdam's mu_product in the default dtype: float64 runs set it."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(request.param)
-    yield request.param
-    torch.set_default_dtype(before)
-
-
 def make_params(dtype, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return [torch.randn(s, generator=generator, dtype=dtype).requires_grad_() for s in SHAPES]
@@ -115,7 +106,7 @@ def test_matches_torch_with_param_groups(case, torch_dtype):
 
 
 @pytest.mark.parametrize("name", list(GROUP_OPTIONS))
-def test_state_dict_from_torch_continues_the_same(name, torch_dtype_64):
+def test_state_dict_from_torch_continues_the_same(name, torch_dtype):
     """torch.optim.X's state dict loads into fastopt.torch.X, which continues the same."""
     options = {"momentum": 0.9} if name in ("SGD", "RMSprop") else {}
     _, _, reference, theirs = run_both(name, options, torch.float64, steps=7)
@@ -128,7 +119,7 @@ def test_state_dict_from_torch_continues_the_same(name, torch_dtype_64):
 
 
 @pytest.mark.parametrize("name", list(GROUP_OPTIONS))
-def test_state_dict_into_torch_continues_the_same(name, torch_dtype_64):
+def test_state_dict_into_torch_continues_the_same(name, torch_dtype):
     """fastopt.torch.X's state dict loads into torch.optim.X, which continues with its numbers."""
     options = {"momentum": 0.9} if name in ("SGD", "RMSprop") else {}
     fast, ours, _, _ = run_both(name, options, torch.float64, steps=7)
@@ -141,14 +132,6 @@ def test_state_dict_into_torch_continues_the_same(name, torch_dtype_64):
     reference.load_state_dict(copy.deepcopy(fast.state_dict()))
     step_both(fast, ours, reference, theirs, torch.float64, 9, seed=2)
     assert_same_state(fast, ours, reference, theirs, torch.float64)
-
-
-@pytest.fixture
-def torch_dtype_64():
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield torch.float64
-    torch.set_default_dtype(before)
 
 
 SCHEDULERS = {
@@ -165,7 +148,7 @@ SCHEDULERS = {
 
 @pytest.mark.parametrize("optimizer", ["AdamW", "SGD", "RMSprop"])
 @pytest.mark.parametrize("scheduler", list(SCHEDULERS))
-def test_torch_schedulers_drive_it_unchanged(scheduler, optimizer, torch_dtype_64):
+def test_torch_schedulers_drive_it_unchanged(scheduler, optimizer, torch_dtype):
     """OneCycleLR also cycles betas (Adam) or momentum (SGD, RMSprop) in the groups."""
     options = {"momentum": 0.9} if optimizer in ("SGD", "RMSprop") else {}
     ours, theirs = make_params(torch.float64), make_params(torch.float64)

@@ -64,20 +64,8 @@ class AdaBelief(Optimizer):
     engine = optim.AdaBelief
 
 
-__all__ = [
-    "Optimizer",
-    "SGD",
-    "Adam",
-    "AdamW",
-    "Adagrad",
-    "RMSprop",
-    "Adadelta",
-    "Adamax",
-    "NAdam",
-    "RAdam",
-    "Lion",
-    "AdaBelief",
-]
+__all__ = ["Optimizer", *optim.__all__]
 
-for _cls in (SGD, Adam, AdamW, Adagrad, RMSprop, Adadelta, Adamax, NAdam, RAdam, Lion, AdaBelief):
+for _name in optim.__all__:
+    _cls = globals()[_name]
     _cls.__doc__ = f"{_cls.engine.__doc__}\n\n    A torch.optim.Optimizer: see fastopt.torch."
