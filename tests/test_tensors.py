@@ -94,6 +94,7 @@ def _bad_params():
         "meta": (torch.empty(4, device="meta"), ValueError, "on meta"),
         "complex": (torch.randn(4, dtype=torch.complex64), TypeError, "dtype"),
         "int": (torch.arange(4), TypeError, "dtype"),
+        "negated view": (torch._neg_view(torch.randn(4)), ValueError, "resolve_neg"),
     }
 
 

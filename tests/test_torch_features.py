@@ -285,7 +285,8 @@ def test_compact_state_resumes_exactly(state_format, raw):
         if step >= 6:
             second.step()
     state = straight.state[whole[1]]
-    assert state["exp_avg"].dtype == raw and state["exp_avg_sq"].dtype == raw
+    suffix = "_int8" if state_format == "int8" else ""  # codes never pass for torch's values
+    assert state["exp_avg" + suffix].dtype == raw and state["exp_avg_sq" + suffix].dtype == raw
     assert ("exp_avg_absmax" in state) == (state_format == "int8")
     for p, q in zip(whole, halves):
         assert torch.equal(p.detach(), q.detach())
@@ -345,8 +346,26 @@ def test_pickled_optimizer_continues_the_same():
         (lambda sd: sd["state"][0].update(step=torch.tensor(-1.0)), "step"),
         (lambda sd: sd["state"][0].update(exp_avg="zeros"), "tensor"),
         (lambda sd: sd["param_groups"][0].update(lr=-1.0), "lr"),
+        (lambda sd: sd["state"][1].pop("exp_avg_sq"), "exp_avg_sq"),
+        (lambda sd: sd["state"][0].pop("step"), "step"),
+        (
+            lambda sd: sd["state"][0].update(step=torch.tensor(2.0**60, dtype=torch.float64)),
+            "2\\*\\*53",
+        ),
+        (lambda sd: sd["param_groups"][0].update(amsgrad=True), "max_exp_avg_sq"),
     ],
-    ids=["groups", "group size", "shape", "step", "not a tensor", "lr"],
+    ids=[
+        "groups",
+        "group size",
+        "shape",
+        "step",
+        "not a tensor",
+        "lr",
+        "missing state",
+        "missing step",
+        "huge step",
+        "amsgrad without its state",
+    ],  # fmt: skip
 )
 def test_bad_state_dict_raises_and_changes_nothing(corrupt, message):
     params, opt, _ = started(fastopt_torch.Adam, 14, lr=0.1)
@@ -357,3 +376,62 @@ def test_bad_state_dict_raises_and_changes_nothing(corrupt, message):
         opt.load_state_dict(bad)
     assert_unchanged(before, opt, params)
     opt.step()  # still steps
+
+
+def test_nadam_state_dict_without_mu_product_is_refused():
+    params, opt, _ = started(fastopt_torch.NAdam, 15, lr=0.1)
+    bad = copy.deepcopy(opt.state_dict())
+    del bad["state"][2]["mu_product"]
+    before = snapshot(opt, params)
+    with pytest.raises(ValueError, match=r"state\[2\] has no \['mu_product'\]"):
+        opt.load_state_dict(bad)
+    assert_unchanged(before, opt, params)
+
+
+def test_int8_codes_never_pass_for_values():
+    """Under torch's names torch.optim would read int8 codes as float values without a word."""
+    params, opt, _ = started(fastopt_torch.Adam, 16, lr=0.1, state_format="int8",
+                             compact_min_size=256)  # fmt: skip
+    saved = copy.deepcopy(opt.state_dict())
+    assert saved["state"][1]["exp_avg_int8"].dtype == torch.uint8
+    assert "exp_avg" not in saved["state"][1] and "exp_avg_absmax" in saved["state"][1]
+    theirs = [p.detach().clone().requires_grad_() for p in params]
+    reference = torch.optim.Adam(theirs, lr=0.1, foreach=False)
+    reference.load_state_dict(copy.deepcopy(saved))
+    for p in theirs:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(KeyError, match="exp_avg"):
+        reference.step()
+    other = fastopt_torch.Adam(params, lr=0.1, state_format="bfloat16", compact_min_size=256)
+    with pytest.raises(ValueError, match=r"state\[1\]\['exp_avg_int8'\] holds int8 codes"):
+        other.load_state_dict(copy.deepcopy(saved))
+    assert other.state_dict()["state"] == {}
+
+
+def test_a_copy_can_take_new_groups():
+    params, opt, _ = started(fastopt_torch.AdamW, 17, lr=0.1)
+    copied = copy.deepcopy(opt)
+    copied.add_param_group({"params": [torch.zeros(3, requires_grad=True)], "lr": 0.5})
+    with pytest.raises(ValueError, match="keeps the states"):
+        sgd = fastopt_torch.SGD(params[:1], momentum=0.9)
+        sgd.add_param_group({"params": params[1:], "momentum": 0.0})
+
+
+def test_a_param_twice_in_a_group_is_refused():
+    weight = torch.zeros(3, requires_grad=True)
+    with pytest.raises(ValueError, match="more than once"), pytest.warns(UserWarning):
+        fastopt_torch.Adam([weight, weight])
+
+
+def test_two_threads_stepping_one_optimizer_count_every_step():
+    import threading
+
+    weight = torch.zeros(100_000, requires_grad=True)
+    weight.grad = torch.ones_like(weight)
+    opt = fastopt_torch.Adam([weight], lr=0.1)
+    workers = [threading.Thread(target=lambda: [opt.step() for _ in range(100)]) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert float(opt.state[weight]["step"]) == 200 == opt._engine.steps

@@ -74,6 +74,11 @@ def _checked_view(value: Any, torch: Any, where: str, writes: bool) -> np.ndarra
             "writing it in place would corrupt the graph autograd recorded. Pass the leaf "
             "parameter itself (the nn.Parameter), as torch.optim takes it."
         )
+    if value.is_neg() or value.is_conj():
+        raise ValueError(
+            f"{where} is a lazily negated or conjugated view (its memory holds other values); "
+            "pass .resolve_neg() / .resolve_conj() of it, or the tensor it views."
+        )
     tensor = value.detach()
     if tensor.dtype == torch.bfloat16:
         array = _bfloat16_view(tensor, torch, where)

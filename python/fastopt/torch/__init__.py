@@ -22,6 +22,7 @@ from ._optimizer import Optimizer
 
 class SGD(Optimizer):
     engine = optim.SGD
+    keeps_step = False
 
 
 class Adam(Optimizer):

@@ -77,6 +77,7 @@ class Optimizer(torch.optim.Optimizer):
     """Base class of fastopt.torch: torch.optim.Optimizer over a fastopt.optim engine."""
 
     engine: ClassVar[type[Engine]]
+    keeps_step: ClassVar[bool] = True  # torch keeps a per-param "step" (its SGD does not)
     _signature: ClassVar[inspect.Signature]
     _torch_defaults: ClassVar[dict[str, Any]]
 
@@ -140,6 +141,12 @@ class Optimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
+            if len({id(p) for p in group["params"]}) != len(group["params"]):
+                raise ValueError(
+                    f"param_groups[{groups_before}] holds a parameter more than once: torch.optim "
+                    "would update it twice per step (and warns that this will become an error); "
+                    "list each parameter once"
+                )
             self._check_states(groups_before, self._settings(groups_before, group))
         except BaseException:
             self.param_groups.pop()
@@ -192,6 +199,13 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # One step at a time: the step counts read here must be the ones committed with the params
+        # (the engine's lock, which its own update() takes too; re-entrant).
+        with self._engine._lock:
+            self._step()
+        return loss
+
+    def _step(self) -> None:
         params: dict[Hashable, np.ndarray] = {}
         grads: dict[Hashable, Any] = {}
         stepped: list[int] = []
@@ -220,15 +234,13 @@ class Optimizer(torch.optim.Optimizer):
                 last[2].keys.append(key)
                 stepped.append(key)
         if not stepped:
-            return loss
+            return
         engine = self._engine
         skipped = engine.skipped_updates
-        with engine._lock:
-            engine._update(params, grads, cohorts, self._commits(cohorts))
+        engine._update(params, grads, cohorts, self._commits(cohorts))
         if engine.skipped_updates == skipped:
             self._link(stepped)
             _tensors.written(self._params[key] for key in stepped)
-        return loss
 
     def _cohort(
         self, cohorts: list[Cohort], index: int, settings: Overlay, step: int, counter: Any
@@ -298,7 +310,7 @@ class Optimizer(torch.optim.Optimizer):
             if found:  # a param never stepped keeps no entry, as in torch
                 shown = self.state[self._params[key]]
                 for name, array in found.items():
-                    shown[name] = _state_dict.as_tensor(array)
+                    shown[_state_dict.shown_name(name, array)] = _state_dict.as_tensor(array)
                 linked.add(key)
 
     @property
@@ -315,14 +327,23 @@ class Optimizer(torch.optim.Optimizer):
 
     def state_dict(self) -> dict[str, Any]:
         """torch's format: {"state": {index: {"step": tensor, "exp_avg": tensor, ...}},
-        "param_groups": [...]}; the tensors share the optimizer's memory, as torch's do."""
-        self._link(range(len(self._params)))
-        return super().state_dict()
+        "param_groups": [...]}; the state tensors share the optimizer's memory, as torch's do
+        (``step`` and the counters are each param's own copies). Under state_format="int8" a
+        state's codes are "<state>_int8" (uint8) beside "<state>_absmax": no torch.optim
+        class reads them."""
+        with self._engine._lock:
+            self._link(range(len(self._params)))
+            result = super().state_dict()
+            counters = tuple(type(self._engine).counters)
+            result["state"] = _state_dict.packed(result["state"], counters)
+        return result
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load torch's format, from fastopt.torch or from torch.optim's own class (and the
-        reverse: torch.optim loads what state_dict() gives). Checked before anything changes."""
-        _state_dict.load(self, state_dict)
+        reverse: torch.optim loads what state_dict() gives). Checked before anything changes:
+        ValueError names what does not fit, and nothing has changed."""
+        with self._engine._lock:
+            _state_dict.load(self, state_dict)
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -341,7 +362,7 @@ class Optimizer(torch.optim.Optimizer):
 
 
 # What pickling keeps besides torch's own fields (views and caches are made afresh).
-_PICKLED = ("_engine", "_group_names", "_params", "_steps", "_counters")
+_PICKLED = ("_engine", "_group_names", "_params", "_steps", "_counters", "_kept")
 
 
 def _signature_for(name: str, engine: type[Engine]) -> tuple[inspect.Signature, dict[str, Any]]:

@@ -41,30 +41,63 @@ def _numpy(value: Any, index: Any, name: str) -> np.ndarray:
     return array
 
 
+# int8 codes are shown as "<state>_int8" (uint8), beside "<state>_absmax": under torch's own name
+# torch.optim would load them as float values without a word.
+INT8 = "_int8"
+# The largest step count loaded: torch keeps it in a float tensor, exact up to 2**53.
+MAX_STEP = 2**53
+
+
+def shown_name(name: str, array: np.ndarray) -> str:
+    """The name a state array has in torch's format."""
+    return name + INT8 if array.dtype == np.uint8 and not name.endswith(ABSMAX) else name
+
+
+def packed(state: dict[Any, dict[str, Any]], counters: tuple[str, ...]) -> dict[Any, Any]:
+    """state_dict()'s state: each param's own entry, with its own ``step`` (and counters) tensor.
+    step() shares one tensor per cohort; torch.optim, loading this, counts each in place."""
+    own = ("step", *counters)
+    return {
+        index: {name: v.clone() if name in own else v for name, v in entry.items()}
+        for index, entry in state.items()
+    }
+
+
 def stored(opt: Optimizer, name: str, value: Any, param: torch.Tensor, index: Any) -> Any:
-    """The array the engine stores for state ``name`` of ``param``, from a tensor of torch's
-    format: a float state in the param's compute type (float64 for float64 params, else float32)
-    or, under state_format, compactly (a float tensor is rounded or quantized here); int8 absmaxes
+    """(engine name, array) the engine stores for state ``name`` of ``param``, from a tensor of
+    torch's format: a float state in the param's compute type (float64 for float64 params, else
+    float32) or, under state_format, compactly (a float tensor is rounded or quantized here:
+    then the array is (codes, absmax)); int8 codes only where the engine keeps int8; absmaxes
     and masters in float32; a compensation like the param."""
     engine = opt._engine
+    codes = name.endswith(INT8)
+    base = name[: -len(INT8)] if codes else name
     array = _numpy(value, index, name)
-    if name.endswith(ABSMAX) or name == "master":
-        return np.array(array, np.float32)
-    if name == "compensation":
-        return np.array(_numpy(value.to(param.dtype), index, name))
+    if base.endswith(ABSMAX) or base == "master":
+        return base, np.array(array, np.float32)
+    if base == "compensation":
+        return base, np.array(_numpy(value.to(param.dtype), index, name))
     kinds = type(engine)._rule.state_kinds
-    stored_as = format_for(engine.state_format, kinds.get(name, ""), array.size,
+    stored_as = format_for(engine.state_format, kinds.get(base, ""), array.size,
                            engine.compact_min_size)  # fmt: skip
+    if codes != (stored_as == "int8") or (codes and array.dtype != np.uint8):
+        keeps = "int8 codes" if stored_as == "int8" else (stored_as or "float")
+        raise ValueError(
+            f"state[{index!r}][{name!r}] holds {'int8 codes' if codes else array.dtype}, but this "
+            f"optimizer (state_format={engine.state_format!r}, compact_min_size="
+            f"{engine.compact_min_size}) keeps {base!r} of {array.size} elements as {keeps}"
+        )
+    if codes:
+        return base, np.array(array)  # the engine's load checks the absmaxes beside them
     wanted = raw_dtype(stored_as)
-    if wanted is None or array.dtype == wanted:
-        if wanted is None and array.dtype.kind == "u":
-            return array  # codes where floats belong: the engine's load names the mismatch
+    if wanted is None:
         compute = np.float64 if param.dtype == torch.float64 else np.float32
-        return np.array(array, wanted or compute)
+        return base, np.array(array, compute)
     if stored_as == "bfloat16":  # round to nearest even, as the kernels store
-        return value.detach().to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).copy()
-    codes, absmax = quantize(np.asarray(array, np.float32), kinds.get(name) == "signed")
-    return codes, absmax
+        return base, value.detach().to(torch.bfloat16).view(torch.int16).numpy().view(
+            np.uint16
+        ).copy()
+    return base, quantize(np.asarray(array, np.float32), kinds.get(base) == "signed")
 
 
 def load(opt: Optimizer, state_dict: Any) -> None:
@@ -81,15 +114,16 @@ def load(opt: Optimizer, state_dict: Any) -> None:
             )
         for param, index in zip(group["params"], saved_group["params"]):
             keys[index] = opt._keys[id(param)]
-    checkpoint, steps, counters = _engine_checkpoint(opt, state_dict["state"], keys)
-    before = opt.state, opt.param_groups
+    checkpoint, steps, counters, given = _engine_checkpoint(opt, state_dict["state"], keys)
+    before = opt.state, opt.param_groups, opt._kept
     try:
         torch.optim.Optimizer.load_state_dict(opt, state_dict)
         for index, group in enumerate(opt.param_groups):
-            opt._settings(index, group)
+            opt._check_states(index, opt._settings(index, group))
+        _check_complete(opt, given)
         opt._engine.load_state_dict(checkpoint)
     except BaseException:
-        opt.state, opt.param_groups = before
+        opt.state, opt.param_groups, opt._kept = before
         raise
     opt._steps, opt._counters = steps, counters
     shown: defaultdict[torch.Tensor, dict[str, Any]] = defaultdict(dict)
@@ -104,29 +138,51 @@ def load(opt: Optimizer, state_dict: Any) -> None:
     opt._link(range(len(opt._params)))
 
 
+def _check_complete(opt: Optimizer, given: dict[Any, set[str]]) -> None:
+    """Each param with state has every state its group keeps, its step and its counters, as
+    torch.optim's step would need them: a missing one would silently start afresh."""
+    needed = set(opt._kept) | set(type(opt._engine).counters)
+    if type(opt).keeps_step:
+        needed.add("step")
+    for index, names in given.items():
+        missing = sorted(needed - names)
+        if missing:
+            raise ValueError(f"state[{index!r}] has no {missing}: the state dict is incomplete")
+
+
 def _engine_checkpoint(
     opt: Optimizer, given: Any, keys: dict[Any, int]
-) -> tuple[dict[str, Any], dict[int, int], dict[int, dict[str, float]]]:
-    """The engine's checkpoint of torch's per-param state, and the per-param counts."""
+) -> tuple[dict[str, Any], dict[int, int], dict[int, dict[str, float]], dict[Any, set[str]]]:
+    """The engine's checkpoint of torch's per-param state, the per-param counts, and the names
+    each param's entry has (engine names, for _check_complete)."""
     engine = opt._engine
     arrays: dict[str, dict[int, Any]] = {name: {} for name in engine.raw_state}
     steps: dict[int, int] = {}
     counters: dict[int, dict[str, float]] = {}
+    present: dict[Any, set[str]] = {}
     for index, entry in given.items():
         key = keys.get(index)
         if key is None:
             raise ValueError(f"the state dict has state for param {index!r}, which no group holds")
         param = opt._params[key]
+        names = present[index] = set()
         for name, value in entry.items():
             if name == "step":
                 steps[key] = step_count(f"state[{index!r}]['step']", float(value))
+                if steps[key] > MAX_STEP:
+                    raise ValueError(f"state[{index!r}]['step'] = {steps[key]} is beyond 2**53")
             elif name in engine.counters:
                 counters.setdefault(key, {})[name] = float(value)
-            elif value is not None:  # torch's SGD keeps momentum_buffer=None without momentum
-                array = stored(opt, name, value, param, index)
+            elif value is None:  # torch's SGD keeps momentum_buffer=None without momentum
+                continue
+            else:
+                name, array = stored(opt, name, value, param, index)
                 if isinstance(array, tuple):  # int8 codes and their absmaxes
                     array, arrays.setdefault(name + ABSMAX, {})[key] = array
                 arrays.setdefault(name, {})[key] = array
+            names.add(name)
+        if not entry:
+            del present[index]
         # torch's SGD keeps no step: a param with a momentum buffer has made its first step.
         steps.setdefault(key, 1 if any(key in a for a in arrays.values()) else 0)
         if engine.counters:
@@ -137,4 +193,4 @@ def _engine_checkpoint(
         "counters": {engine.step_name: max(steps.values(), default=0)},
         "state": arrays,
     }
-    return checkpoint, steps, counters
+    return checkpoint, steps, counters, present
