@@ -313,7 +313,7 @@ def main(argv=None) -> int:
         "every": lambda: every_optimizer(args.repeats, 1 << (16 if args.quick else 20)),
         "optim": lambda: torch_family(args.repeats, 1 << (16 if args.quick else 20)),
         "nonfinite": lambda: nonfinite(args.repeats, large),
-        "torch": lambda: torch_training.training_loop(2 if args.quick else 7, args.quick),
+        "torch": lambda: torch_training.training_loop(2 if args.quick else 7, args.quick, args.out),
         "torch_offload": lambda: torch_training.large_flat(max(args.repeats, 7), args.quick),
     }
     tables, points = [], []

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 from harness import Timings, interleaved
-from report import Table
+from report import Table, save_figure
 
 ALGORITHMS = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam",
               "RAdam", "Lion", "AdaBelief"]  # fmt: skip
@@ -131,7 +131,7 @@ def _without_torch(title: str) -> Table | None:
     return None
 
 
-def training_loop(rounds: int, quick: bool) -> list[Table]:
+def training_loop(rounds: int, quick: bool, out_dir=None) -> list[Table]:
     skipped = _without_torch("fastopt.torch in a torch training loop")
     if skipped is not None:
         return [skipped]
@@ -171,7 +171,38 @@ def training_loop(rounds: int, quick: bool) -> list[Table]:
                     ),
                 )
         tables.append(table)
+    if out_dir is not None:
+        save_figure(out_dir / "torch_step.png", lambda axes: draw(axes, tables))
     return tables
+
+
+def draw(axes, tables) -> None:
+    """Per model: each peer's step time / fastopt.torch's, per algorithm; bars at 1 thread,
+    diamonds at the most threads (the README's figure, docs/images/torch_step.png)."""
+    peers = [("x_torch_fused", "torch fused"), ("x_torch_foreach", "torch foreach"),
+             ("x_torch_single", "torch single-tensor"), ("x_peer", "adabelief-pytorch")]  # fmt: skip
+    for axis, table in zip(axes, tables):
+        rows = table.rows if isinstance(table, Table) else table["rows"]
+        title = table.title if isinstance(table, Table) else table["title"]
+        most = max(row["threads"] for row in rows)
+        names = list(dict.fromkeys(row["algorithm"] for row in rows))
+        for shift, (column, label) in enumerate(peers):
+            for count, marker in ((1, None), (most, "D")):
+                xs, ys = [], []
+                for row in rows:
+                    if row["threads"] == count and row.get(column):
+                        xs.append(names.index(row["algorithm"]) + (shift - 1.5) * 0.2)
+                        ys.append(row[column])
+                if marker is None:
+                    axis.bar(xs, ys, width=0.2, label=f"{label}, 1 thread", color=f"C{shift}")
+                elif count != 1:
+                    axis.scatter(xs, ys, marker=marker, s=14, color="k", zorder=3,
+                                 label=f"{most} threads" if shift == 0 else None)  # fmt: skip
+        axis.axhline(1.0, color="k", linewidth=0.8)
+        axis.set_xticks(range(len(names)), names, rotation=60, fontsize=8)
+        axis.set(yscale="log", ylabel="peer step time / fastopt.torch's",
+                 title=title.split(": ")[1] + ", in a training loop")  # fmt: skip
+    axes[0].legend(fontsize=7)
 
 
 def large_flat(repeats: int, quick: bool) -> Table:
