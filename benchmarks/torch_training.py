@@ -179,8 +179,12 @@ def training_loop(rounds: int, quick: bool, out_dir=None) -> list[Table]:
 def draw(axes, tables) -> None:
     """Per model: each peer's step time / fastopt.torch's, per algorithm; bars at 1 thread,
     diamonds at the most threads (the README's figure, docs/images/torch_step.png)."""
-    peers = [("x_torch_fused", "torch fused"), ("x_torch_foreach", "torch foreach"),
-             ("x_torch_single", "torch single-tensor"), ("x_peer", "adabelief-pytorch")]  # fmt: skip
+    peers = [
+        ("x_torch_fused", "torch fused"),
+        ("x_torch_foreach", "torch foreach"),
+        ("x_torch_single", "torch single-tensor"),
+        ("x_peer", "adabelief-pytorch"),
+    ]
     for axis, table in zip(axes, tables):
         rows = table.rows if isinstance(table, Table) else table["rows"]
         title = table.title if isinstance(table, Table) else table["title"]
