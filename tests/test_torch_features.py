@@ -27,9 +27,9 @@ def set_grads(params, generator, dtype=None):
         p.grad = torch.randn(p.shape, generator=generator).to(dtype or p.dtype)
 
 
-def started(cls, seed, **options):
+def started(cls, seed, dtype=torch.float32, **options):
     """(params, optimizer, generator) after one step with fresh grads."""
-    params = params_of()
+    params = params_of(dtype=dtype)
     opt = cls(params, **options)
     generator = torch.Generator().manual_seed(seed)
     set_grads(params, generator)
@@ -353,6 +353,11 @@ def test_pickled_optimizer_continues_the_same():
             "2\\*\\*53",
         ),
         (lambda sd: sd["param_groups"][0].update(amsgrad=True), "max_exp_avg_sq"),
+        (
+            lambda sd: sd["state"][1].update(exp_avg=torch.zeros(5), exp_avg_sq=torch.zeros(5)),
+            "shape \\(5,\\) but its param has shape \\(300,\\)",
+        ),  # fmt: skip
+        (lambda sd: sd["param_groups"][0].update(capturable=True), "capturable"),
     ],
     ids=[
         "groups",
@@ -365,7 +370,9 @@ def test_pickled_optimizer_continues_the_same():
         "missing step",
         "huge step",
         "amsgrad without its state",
-    ],  # fmt: skip
+        "states of another shape",
+        "capturable",
+    ],
 )
 def test_bad_state_dict_raises_and_changes_nothing(corrupt, message):
     params, opt, _ = started(fastopt_torch.Adam, 14, lr=0.1)
@@ -435,3 +442,69 @@ def test_two_threads_stepping_one_optimizer_count_every_step():
     for worker in workers:
         worker.join()
     assert float(opt.state[weight]["step"]) == 200 == opt._engine.steps
+
+
+def test_torch_state_loads_into_int8_quantized():
+    params = params_of()
+    theirs = torch.optim.AdamW([p.detach().clone().requires_grad_() for p in params], lr=0.01)
+    twin_grads(params, theirs.param_groups[0]["params"], torch.Generator().manual_seed(18))
+    theirs.step()
+    ours = fastopt_torch.AdamW(params, lr=0.01, state_format="int8", compact_min_size=256)
+    ours.load_state_dict(copy.deepcopy(theirs.state_dict()))
+    values = ours._engine.exp_avg[1]  # dequantized: within a code's step of torch's
+    expected = theirs.state[theirs.param_groups[0]["params"][1]]["exp_avg"].numpy()
+    assert ours.state[params[1]]["exp_avg_int8"].dtype == torch.uint8
+    np.testing.assert_allclose(values, expected, atol=0.02 * np.abs(expected).max())
+    assert not np.array_equal(values, expected * 0)
+
+
+def test_an_entry_only_looked_at_is_no_state():
+    params = params_of()
+    opt = fastopt_torch.AdamW(params, lr=0.1)
+    params[0].grad = torch.ones_like(params[0])
+    opt.step()
+    assert opt.state[params[1]] == {}  # torch's defaultdict makes an empty entry
+    for _ in range(2):
+        opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    assert "step" not in opt.state_dict()["state"].get(1, {})
+
+
+def test_nadam_resumes_bit_exactly():
+    """mu_product is shown in float64, as the engine keeps it: a save and load changes no bit."""
+    straight, first, generator = started(fastopt_torch.NAdam, 19, torch.float64, lr=0.05)
+    resumed, second, _ = started(fastopt_torch.NAdam, 19, torch.float64, lr=0.05)
+    second.load_state_dict(copy.deepcopy(second.state_dict()))
+    for _ in range(3):
+        twin_grads(straight, resumed, generator)
+        first.step()
+        second.step()
+    for p, q in zip(straight, resumed):
+        assert torch.equal(p.detach(), q.detach())
+
+
+def test_a_copy_taken_while_another_thread_steps_is_consistent():
+    import threading
+
+    weight = torch.zeros(200_000, requires_grad=True)
+    weight.grad = torch.ones_like(weight)
+    opt = fastopt_torch.Adam([weight], lr=0.1)
+    opt.step()
+    done = threading.Event()
+
+    def stepping():
+        while not done.is_set():
+            opt.step()
+
+    worker = threading.Thread(target=stepping)
+    worker.start()
+    try:
+        copies = [copy.deepcopy(opt) for _ in range(10)]
+    finally:
+        done.set()
+        worker.join()
+    for other in copies:
+        steps = other._steps[0]
+        assert steps == other._engine.steps == float(other.state[other._params[0]]["step"])
+        # exp_avg after `steps` steps of the constant grad 1: 1 - 0.9**steps
+        expected = np.float32(1 - 0.9**steps)
+        np.testing.assert_allclose(other.state[other._params[0]]["exp_avg"][:3], expected, 1e-5)

@@ -19,7 +19,9 @@ rule's states under torch's names, and under the options ``master``, ``compensat
 
 from __future__ import annotations
 
+import copy
 import inspect
+from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from typing import Any, Callable, ClassVar
 
@@ -174,6 +176,9 @@ class Optimizer(torch.optim.Optimizer):
     def _settings(self, index: int, group: dict[str, Any]) -> Overlay:
         """The group's hyperparameters as the engine's step_scalars reads them, checked again
         only when a value changed (a scheduler sets group["lr"] every step)."""
+        for name in _UNSUPPORTED:
+            if group.get(name):
+                raise ValueError(f"param_groups[{index}]: {name}=True is not supported")
         values = tuple(_plain(group[name]) for name in self._group_names)
         cached = self._checked.get(id(group))
         if cached is not None and cached[0] == values:
@@ -280,7 +285,8 @@ class Optimizer(torch.optim.Optimizer):
             if engine_cls.counters:
                 following = engine_cls.next_counters(cohort.h, cohort.state)
                 for name, value in following.items():
-                    shown[name] = torch.tensor(value, dtype=dtype)
+                    # float64, as the engine keeps it: resume is exact (torch casts on load).
+                    shown[name] = torch.tensor(value, dtype=torch.float64)
             for key in cohort.keys:
                 steps[key] = after
                 if following is not None:
@@ -346,8 +352,20 @@ class Optimizer(torch.optim.Optimizer):
             _state_dict.load(self, state_dict)
 
     def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.update({name: self.__dict__[name] for name in _PICKLED})
+        # A consistent copy while another thread may step: taken under the lock, with the
+        # engine's arrays copied there. self.state keeps only the counts: its arrays are views
+        # of the engine's, shown again by __setstate__.
+        with self._engine._lock:
+            state = super().__getstate__()
+            own = ("step", *type(self._engine).counters)
+            counts: defaultdict[Any, dict[str, Any]] = defaultdict(dict)
+            for param, entry in self.state.items():
+                counts[param] = {n: v.clone() for n, v in entry.items() if n in own}
+            state["state"] = counts
+            state["_engine"] = copy.deepcopy(self._engine)
+            for name in _PICKLED:
+                if name != "_engine":
+                    state[name] = copy.copy(self.__dict__[name])
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

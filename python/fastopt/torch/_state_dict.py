@@ -44,7 +44,8 @@ def _numpy(value: Any, index: Any, name: str) -> np.ndarray:
 # int8 codes are shown as "<state>_int8" (uint8), beside "<state>_absmax": under torch's own name
 # torch.optim would load them as float values without a word.
 INT8 = "_int8"
-# The largest step count loaded: torch keeps it in a float tensor, exact up to 2**53.
+# The largest step count loaded: a whole number a float64 still counts exactly (torch's float32
+# step tensor counts exactly only to 2**24, in torch as here).
 MAX_STEP = 2**53
 
 
@@ -73,19 +74,26 @@ def stored(opt: Optimizer, name: str, value: Any, param: torch.Tensor, index: An
     codes = name.endswith(INT8)
     base = name[: -len(INT8)] if codes else name
     array = _numpy(value, index, name)
-    if base.endswith(ABSMAX) or base == "master":
+    if base.endswith(ABSMAX):
+        return base, np.array(array, np.float32)  # the engine's load checks the block count
+    if array.shape != tuple(param.shape):
+        raise ValueError(
+            f"state[{index!r}][{name!r}] has shape {array.shape} but its param has shape "
+            f"{tuple(param.shape)}"
+        )
+    if base == "master":
         return base, np.array(array, np.float32)
     if base == "compensation":
         return base, np.array(_numpy(value.to(param.dtype), index, name))
     kinds = type(engine)._rule.state_kinds
     stored_as = format_for(engine.state_format, kinds.get(base, ""), array.size,
                            engine.compact_min_size)  # fmt: skip
-    if codes != (stored_as == "int8") or (codes and array.dtype != np.uint8):
-        keeps = "int8 codes" if stored_as == "int8" else (stored_as or "float")
+    if codes and (stored_as != "int8" or array.dtype != np.uint8):
         raise ValueError(
-            f"state[{index!r}][{name!r}] holds {'int8 codes' if codes else array.dtype}, but this "
-            f"optimizer (state_format={engine.state_format!r}, compact_min_size="
-            f"{engine.compact_min_size}) keeps {base!r} of {array.size} elements as {keeps}"
+            f"state[{index!r}][{name!r}] holds int8 codes, but this optimizer (state_format="
+            f"{engine.state_format!r}, compact_min_size={engine.compact_min_size}) keeps {base!r} "
+            f"of {array.size} elements as {stored_as or 'float'}: load it with the settings it "
+            "was saved with"
         )
     if codes:
         return base, np.array(array)  # the engine's load checks the absmaxes beside them
@@ -132,7 +140,7 @@ def load(opt: Optimizer, state_dict: Any) -> None:
         entry = shown[opt._params[key]]
         entry["step"] = torch.tensor(float(step), dtype=dtype)
         for counter, value in counters.get(key, {}).items():
-            entry[counter] = torch.tensor(value, dtype=dtype)
+            entry[counter] = torch.tensor(value, dtype=torch.float64)  # as the engine keeps it
     opt.state = shown
     opt._linked = set()
     opt._link(range(len(opt._params)))
@@ -164,6 +172,8 @@ def _engine_checkpoint(
         key = keys.get(index)
         if key is None:
             raise ValueError(f"the state dict has state for param {index!r}, which no group holds")
+        if not entry:  # torch's defaultdict makes {} for a param only looked at: no state
+            continue
         param = opt._params[key]
         names = present[index] = set()
         for name, value in entry.items():
@@ -181,8 +191,6 @@ def _engine_checkpoint(
                     array, arrays.setdefault(name + ABSMAX, {})[key] = array
                 arrays.setdefault(name, {})[key] = array
             names.add(name)
-        if not entry:
-            del present[index]
         # torch's SGD keeps no step: a param with a momentum buffer has made its first step.
         steps.setdefault(key, 1 if any(key in a for a in arrays.values()) else 0)
         if engine.counters:
