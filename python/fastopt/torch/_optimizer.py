@@ -61,11 +61,6 @@ class CohortState:
         self.given = given  # the params' own counters (None before their first step)
 
 
-def scalar_dtype() -> torch.dtype:
-    """The dtype torch keeps ``step`` and ``mu_product`` in (torch.optim's _get_scalar_dtype)."""
-    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-
-
 def _plain(value: Any) -> Any:
     """A group's value as a Python number: torch allows tensors for lr and betas."""
     if isinstance(value, torch.Tensor):
@@ -272,7 +267,6 @@ class Optimizer(torch.optim.Optimizer):
         """What the engine commits with the params, in the same C call: each param's new
         ``step`` (a tensor shared by its cohort) and the step counts (and counters) behind them."""
         engine_cls = type(self._engine)
-        dtype = scalar_dtype()
         commits: list[tuple[dict[Any, Any], dict[Any, Any]]] = []
         steps: dict[int, int] = {}
         counters: dict[int, dict[str, float]] = {}
@@ -280,20 +274,16 @@ class Optimizer(torch.optim.Optimizer):
         state, params = self.state, self._params
         for cohort in cohorts:
             after = cohort.state.steps + 1
-            shown: dict[str, Any] = {"step": torch.tensor(float(after), dtype=dtype)}
             following = None
             if engine_cls.counters:
                 following = engine_cls.next_counters(cohort.h, cohort.state)
-                for name, value in following.items():
-                    # float64, as the engine keeps it: resume is exact (torch casts on load).
-                    shown[name] = torch.tensor(value, dtype=torch.float64)
+            shown = _state_dict.counts_shown(after, following or {})
             for key in cohort.keys:
                 steps[key] = after
                 if following is not None:
                     counters[key] = following
-                entry = state.get(
-                    params[key]
-                )  # not state[...]: that would insert, committed or not
+                # state.get, not state[...]: that would insert, whether the step is made or not.
+                entry = state.get(params[key])
                 if entry is None:
                     new[params[key]] = dict(shown)
                 else:

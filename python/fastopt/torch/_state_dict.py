@@ -49,6 +49,17 @@ INT8 = "_int8"
 MAX_STEP = 2**53
 
 
+def counts_shown(step: int, counters: dict[str, float]) -> dict[str, Any]:
+    """A param's ``step`` as torch keeps it (a tensor of torch's scalar dtype, its
+    _get_scalar_dtype) and its counters (NAdam's mu_product) in float64, as the engine keeps them,
+    so a resume is exact (torch casts them on load)."""
+    dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    shown = {"step": torch.tensor(float(step), dtype=dtype)}
+    for name, value in counters.items():
+        shown[name] = torch.tensor(value, dtype=torch.float64)
+    return shown
+
+
 def shown_name(name: str, array: np.ndarray) -> str:
     """The name a state array has in torch's format."""
     return name + INT8 if array.dtype == np.uint8 and not name.endswith(ABSMAX) else name
@@ -135,12 +146,8 @@ def load(opt: Optimizer, state_dict: Any) -> None:
         raise
     opt._steps, opt._counters = steps, counters
     shown: defaultdict[torch.Tensor, dict[str, Any]] = defaultdict(dict)
-    dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
     for key, step in steps.items():
-        entry = shown[opt._params[key]]
-        entry["step"] = torch.tensor(float(step), dtype=dtype)
-        for counter, value in counters.get(key, {}).items():
-            entry[counter] = torch.tensor(value, dtype=torch.float64)  # as the engine keeps it
+        shown[opt._params[key]] = counts_shown(step, counters.get(key, {}))
     opt.state = shown
     opt._linked = set()
     opt._link(range(len(opt._params)))

@@ -1,4 +1,5 @@
-// torch tensors in update() and the norms: their NumPy views, made by fastopt._tensors.
+// torch tensors in update(): their NumPy views, made by fastopt._tensors (which the norms in
+// fastopt.clip use too).
 //
 // Called only on the slow paths (a value that is not an ndarray), so the common case pays nothing;
 // torch itself is never imported by fastopt.
