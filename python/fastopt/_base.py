@@ -193,10 +193,19 @@ class Optimizer:
         grads: Grads,
         cohorts: Sequence[Cohort] | None = None,
         commits: Sequence[tuple[dict[Any, Any], dict[Any, Any]]] = (),
-    ) -> None:
+        *,
+        norm: float | None = None,
+        known_finite: bool = False,
+        check_only: bool = False,
+    ) -> bool:
         # One function, not a helper call per phase: each call is ~0.1 us of a ~2 us update.
         # cohorts: every key's hyperparameters and step count of its own (fastopt.torch), instead
         # of the optimizer's with per_key on top; commits: what the caller commits with them.
+        # fastopt.distributed updates one shard of the params per process: it gives the global
+        # `norm` (max_grad_norm), says when it has proved every grad finite (`known_finite`), and
+        # first validates each shard with `check_only` (nothing made, written or counted).
+        # Returns whether the update was made (False: skipped, or check_only found a non-finite
+        # grad under nonfinite="skip").
         state = self._state
         steps = state.steps
         schedule = self._schedule
@@ -215,14 +224,17 @@ class Optimizer:
                     per_key = self._per_key_kernels(plan, params, updater.state_names)
             else:
                 updater, scalars, per_key = plan.cohorts(cohorts)
-            grad_scale, norm, known_finite = 1.0, None, False
-            if plan.max_grad_norm is not None:
-                norm = global_norm({key: grads[key] for key in params if key in grads})
+            grad_scale = 1.0
+            if plan.max_grad_norm is None:
+                norm = None
+            else:
+                if norm is None:
+                    norm = global_norm({key: grads[key] for key in params if key in grads})
                 scale = plan.max_grad_norm / (norm + 1e-6)  # torch's clip_grad_norm_ coefficient
                 grad_scale = 1.0 if scale >= 1.0 else scale  # not min(): a nan norm propagates
                 # A finite norm (a sum of squares in double) proves every grad finite: the norm's
                 # pass is the check for skip/raise, and the core checks only grads it converts.
-                known_finite = math.isfinite(norm)
+                known_finite = known_finite or math.isfinite(norm)
             # The counters after this step, committed by the core in the same C call as the
             # params: a signal handler that raises (Ctrl-C) runs only once Python code runs again,
             # so it can never find the params updated and the step count behind.
@@ -236,17 +248,22 @@ class Optimizer:
                 commit = [commit, *commits]
             applied = updater.run(
                 params, grads, state.arrays, scalars, grad_scale, known_finite, per_key, commit,
-                steps + 1,
+                steps + 1, check_only,
             )  # fmt: skip
         except BaseException:
             if schedule is not None and state.steps == steps:  # not made: the rate goes back
                 _LR.show(self, shown)
             raise
+        if check_only:
+            if schedule is not None:
+                _LR.show(self, shown)
+            return applied
         self.last_grad_norm = norm
         if not applied:  # nonfinite="skip" and a grad held inf or nan: nothing changed
             if schedule is not None:
                 _LR.show(self, shown)
             self.skipped_updates += 1
+        return applied
 
     @property
     def raw_state(self) -> dict[str, dict[Any, Any]]:

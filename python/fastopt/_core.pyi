@@ -46,6 +46,7 @@ class Updater:
         | list[tuple[dict[Any, Any], dict[str, Any]]]
         | None = None,
         step: int = 0,
+        check_only: bool = False,
         /,
     ) -> bool: ...
 

@@ -82,10 +82,15 @@ def _decode_value(value: Any) -> Any:
 
 def save(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) -> None:
     """Write the optimizer's state (and the params, if given) to one .npz file, atomically."""
+    write(path, opt.state_dict(), params)
+
+
+def write(path: str | os.PathLike, state: dict[str, Any], params: Params | None = None) -> None:
+    """Write a state_dict() (and the params, if given) to one .npz file, atomically: save() for a
+    state that is not one optimizer's (fastopt.distributed's, gathered from every process)."""
     # Imported here, not with fastopt: together they were a third of `import fastopt`.
     import json
 
-    state = opt.state_dict()
     arrays: dict[str, np.ndarray] = {}
     bfloat16: list[str] = []  # arrays stored as their bits: .npy has no bfloat16
 
@@ -163,21 +168,40 @@ def load(path: str | os.PathLike, opt: Optimizer, params: Params | None = None) 
         not fit (the message names it); or it was written for another optimizer kind; or its
         params do not match `params`; or the optimizer's lr schedule fails at the loaded step.
     """
-    manifest, arrays = _read(path)
-    state, saved_params = _decode(path, manifest, arrays)
+    state, saved_params = read(path)
     if params is not None:
-        _check_params(path, params, saved_params)
-        _check_half_state(path, opt, state, params)
+        check_params(path, opt, state, params, saved_params)
     try:
         opt.load_state_dict(state)  # validates everything, then restores
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: {error}") from error
     if params is not None and saved_params is not None:  # (params without saved_params raised)
-        for key, value in params.items():
-            if isinstance(value, np.ndarray):
-                np.copyto(value, saved_params[key])
-            else:
-                params[key] = saved_params[key][()]
+        restore_params(params, saved_params)
+
+
+def read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[Hashable, np.ndarray] | None]:
+    """(the state_dict, the saved params or None) of a checkpoint file; CheckpointError if it is
+    not a readable one. Nothing is checked against an optimizer yet."""
+    manifest, arrays = _read(path)
+    return _decode(path, manifest, arrays)
+
+
+def check_params(
+    path: Any, opt: Optimizer, state: dict[str, Any], params: Params, saved: Any
+) -> None:
+    """Every param of ``params`` can take its saved value, and the half ones have the master
+    copies their settings keep: CheckpointError otherwise."""
+    _check_params(path, params, saved)
+    _check_half_state(path, opt, state, params)
+
+
+def restore_params(params: Params, saved_params: dict[Hashable, np.ndarray]) -> None:
+    """The saved values into ``params``: arrays in place, scalars replaced (checked before)."""
+    for key, value in params.items():
+        if isinstance(value, np.ndarray):
+            np.copyto(value, saved_params[key])
+        else:
+            params[key] = saved_params[key][()]
 
 
 def _read(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -6,6 +6,8 @@
 //      converted) for inf and nan in one read-only pass, unless the caller already knows them
 //      finite (their norm, taken for clipping, was finite). A non-finite grad raises
 //      FloatingPointError ("raise") or returns False ("skip"), here, before anything is committed.
+//   With check_only (fastopt.distributed: every process validates its shard before any writes),
+//   run() returns here: the new state arrays of phase 1 are dropped, nothing is written.
 //   2. commit: insert the new state arrays into the optimizer's state dicts.
 //   3. run: with the GIL released (when the work is large enough to be worth it), run the kernels
 //      on the thread pool.
@@ -180,6 +182,7 @@ bool Updater::run(const RunArgs& args) const {
       return false;
     }
   }
+  if (args.check_only) return true;
   commit_states(*scratch);                    // 2.
   run_plan(*scratch, plan);                   // 3.
   write_back_scalars(args.params, *scratch);  // 4.
@@ -203,8 +206,8 @@ const Updater& constructed(PyObject* self) {
 
 PyObject* run_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   try {
-    if (nargs < 4 || nargs > 9) {
-      throw py::type_error("Updater.run() takes 4 to 9 positional arguments (" +
+    if (nargs < 4 || nargs > 10) {
+      throw py::type_error("Updater.run() takes 4 to 10 positional arguments (" +
                            std::to_string(nargs) + " given)");
     }
     // The method descriptor has checked that self is an Updater (or a subclass).
@@ -216,6 +219,8 @@ PyObject* run_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
     const unsigned long long step = nargs >= 9 ? PyLong_AsUnsignedLongLong(args[8]) : 0;
     if (step == static_cast<unsigned long long>(-1) && PyErr_Occurred())
       throw py::error_already_set();
+    const int check_only = nargs >= 10 ? PyObject_IsTrue(args[9]) : 0;
+    if (check_only < 0) throw py::error_already_set();
     const RunArgs run_args{args[0],
                            args[1],
                            args[2],
@@ -224,7 +229,8 @@ PyObject* run_fastcall(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
                            known_finite != 0,
                            nargs >= 7 ? args[6] : Py_None,
                            nargs >= 8 ? args[7] : Py_None,
-                           step};
+                           step,
+                           check_only != 0};
     const bool applied = updater.run(run_args);
     return py::bool_(applied).release().ptr();
   } catch (py::error_already_set& error) {
@@ -243,7 +249,7 @@ PyMethodDef g_run_def = {
     "run", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&run_fastcall)),
     METH_FASTCALL,
     "run($self, params, grads, states, scalars, grad_scale=1.0, known_finite=False, per_key=None, "
-    "commit=None, step=0, /)"
+    "commit=None, step=0, check_only=False, /)"
     "\n--\n\n"
     "Apply the kernel to every key of `params` in place. `states` maps each state name to that "
     "state's {key: ndarray} dict; missing state arrays are created. `scalars` are the kernel's "
@@ -251,7 +257,8 @@ PyMethodDef g_run_def = {
     "caller proved every grad finite. commit: None, (target dict, values dict) or a list of such pairs, applied as "
     "target.update(values) after the kernels, before returning (so that a signal handler cannot "
     "run between the params' update and the caller's counters). step: the step being made, the "
-    "counter of stochastic rounding. `states` may also hold 'master' and 'compensation' dicts, "
+    "counter of stochastic rounding. check_only: validate (and check for non-finite grads) and "
+    "return, making and writing nothing. `states` may also hold 'master' and 'compensation' dicts, "
     "the arrays half params keep (see the options). Returns False if the update was "
     "skipped "
     "(nonfinite='skip' and a grad held inf or nan), else True."};

@@ -28,6 +28,7 @@ struct RunArgs {
   PyObject* per_key;   // None or {key: (kernel index, scalars)}
   PyObject* commit;    // None or (target dict, values dict), applied after the kernels
   std::uint64_t step;  // the step being made (stochastic rounding's counter)
+  bool check_only;     // validate (phases 1 and 1b) and return: nothing is made or written
 };
 
 // How half params are updated: Updater's keyword options, checked.

@@ -1,0 +1,117 @@
+"""The collectives of one sharded update, on mpi4py's buffer interface (no pickling of arrays).
+
+Reduce-scatter. Each bucket is exchanged with one ``Alltoallv``: process q receives every process's
+grads of its part, in rank order, and sums them itself: ``((g0 + g1) + g2) / N``, one element at a
+time. MPI_Reduce_scatter with MPI_SUM would leave the order of the additions to the MPI library
+(it may pick another algorithm, and so another order, for another message size or process count);
+summing the received parts locally makes the result the same run after run, for any thread count,
+and equal to that expression computed on one process. The bytes on the wire are a reduce-scatter's:
+each process sends every other its part of each bucket.
+
+Half grads (float16, bfloat16) travel as their 16-bit words (MPI has no bfloat16 type, and
+ml_dtypes arrays refuse the buffer protocol: their uint16 view shares the memory). They are summed
+widened to float32 (exact), and the float32 average is what the shard's update reads: nothing is
+rounded back to half before the optimizer sees it.
+
+All-gather. Each process packs its part of the bucket's params, ``Allgatherv`` fills the rest of
+the buffer in place (MPI.IN_PLACE), and the other processes' parts are copied into the params.
+The params are separate arrays, so a bounded buffer between them and MPI is what keeps a second
+full copy of the model out of memory.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+import numpy as np
+from mpi4py import MPI
+
+from .._dtypes import is_bfloat16
+from ._layout import Copy, Group
+
+_WIRE = {2: MPI.UINT16_T, 4: MPI.FLOAT, 8: MPI.DOUBLE}
+
+
+def _wire(array: np.ndarray) -> np.ndarray:
+    return array.view(np.uint16) if array.dtype.itemsize == 2 else array
+
+
+def _pack(buffer: np.ndarray, base: int, copies: list[Copy], flats: list[Any]) -> None:
+    for index, lo, hi, at in copies:
+        np.copyto(buffer[base + at : base + at + hi - lo], flats[index][lo:hi], casting="unsafe")
+
+
+def _unpack(buffer: np.ndarray, base: int, copies: list[Copy], flats: list[Any]) -> None:
+    for index, lo, hi, at in copies:
+        np.copyto(flats[index][lo:hi], buffer[base + at : base + at + hi - lo])
+
+
+def _widen(part: np.ndarray, into: np.ndarray) -> np.ndarray:
+    """A half part as float32, exactly (bfloat16: its bits are the top half of a float32's)."""
+    if is_bfloat16(part.dtype):
+        np.left_shift(part.view(np.uint16), 16, out=into.view(np.uint32), dtype=np.uint32)
+    else:
+        np.copyto(into, part)
+    return into
+
+
+def reduce_scatter(
+    comm: Any, group: Group, grads: list[Any], out: np.ndarray, send: np.ndarray,
+    recv: np.ndarray, widened: np.ndarray,
+) -> None:  # fmt: skip
+    """This process's shard of the average of every process's ``grads`` (flat views, by entry),
+    into ``out`` (group.accum), bucket by bucket."""
+    ranks, me = comm.Get_size(), comm.Get_rank()
+    kind = _WIRE[group.dtype.itemsize]
+    for bucket in group.buckets:
+        for q in range(ranks):
+            _pack(send, bucket.displs[q], bucket.copies[q], grads)
+        mine = bucket.counts[me]
+        comm.Alltoallv(
+            [_wire(send), bucket.counts, bucket.displs, kind],
+            [_wire(recv), [mine] * ranks, [p * mine for p in range(ranks)], kind],
+        )
+        total = out[bucket.at : bucket.at + mine]
+        for p in range(ranks):
+            part = recv[p * mine : (p + 1) * mine]
+            if group.half:
+                part = _widen(part, widened[:mine])
+            if p == 0:
+                np.copyto(total, part)
+            else:
+                np.add(total, part, out=total)
+        np.divide(total, ranks, out=total)
+
+
+def all_gather(comm: Any, group: Group, params: list[Any], buffer: np.ndarray) -> None:
+    """Every process's updated part of the params (flat views, by entry) into every process's."""
+    ranks, me = comm.Get_size(), comm.Get_rank()
+    if ranks == 1:
+        return
+    kind = _WIRE[group.dtype.itemsize]
+    for bucket in group.buckets:
+        _pack(buffer, bucket.displs[me], bucket.copies[me], params)
+        comm.Allgatherv(MPI.IN_PLACE, [_wire(buffer), bucket.counts, bucket.displs, kind])
+        for q in range(ranks):
+            if q != me:
+                _unpack(buffer, bucket.displs[q], bucket.copies[q], params)
+
+
+def agree(comm: Any, error: BaseException | None, value: Any = None) -> list[Any]:
+    """Every process's ``value``, in rank order, once every process has got here without an error.
+    If any process reports one, every process raises: its own error where it has one, else the
+    first failing process's, as the same built-in type with the message prefixed by its rank."""
+    reported = None if error is None else (type(error).__name__, str(error))
+    replies = comm.allgather((reported, value))
+    for rank, (failure, _) in enumerate(replies):
+        if failure is None:
+            continue
+        if error is not None:
+            raise error
+        name, message = failure
+        kind = getattr(builtins, name, None)
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            kind = RuntimeError
+        raise kind(f"on process {rank}: {name}: {message}")
+    return [value for _, value in replies]

@@ -1,0 +1,542 @@
+"""Scenarios of fastopt.distributed, run under mpiexec by tests/test_distributed.py.
+
+    mpiexec -n N python tests/mpi/scenarios.py [--dir DIR] [--only NAME ...]
+
+Every process runs every scenario; each compares the sharded run with one process's optimizer
+updated with the same average (summed in rank order, then divided by N), which every process
+computes itself: the grads are drawn from (step, rank), so each process knows all of them.
+Process 0 prints one JSON line {scenario: "ok" or what failed, on which process}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import os
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from mpi4py import MPI
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: conftest's cases
+import fastopt  # noqa: E402
+from conftest import OPTIM_CASES  # noqa: E402
+from fastopt import optim  # noqa: E402
+from fastopt.distributed import Sharded  # noqa: E402
+
+COMM = MPI.COMM_WORLD
+RANK, N = COMM.Get_rank(), COMM.Get_size()
+SCENARIOS: dict[str, Callable[[], None]] = {}
+
+
+def scenario(name: str) -> Callable[[Callable[[], None]], Callable[[], None]]:
+    def register(function: Callable[[], None]) -> Callable[[], None]:
+        SCENARIOS[name] = function
+        return function
+
+    return register
+
+
+# ---- the model, the grads, the reference ----
+
+
+def model(dtype: Any = np.float64, big: bool = False) -> dict[str, Any]:
+    """Params of several shapes, memory orders and sizes, a scalar among them; cut by N."""
+    rng = np.random.default_rng(7)
+    rows = 900 if big else 70
+    params: dict[str, Any] = {
+        "W1": rng.standard_normal((rows, 30)).astype(dtype),
+        "b1": rng.standard_normal(30).astype(dtype),
+        "W2": np.asfortranarray(rng.standard_normal((40, 50)).astype(dtype)),
+        "s": float(rng.standard_normal()),
+        "z": rng.standard_normal(()).astype(dtype)[()] * np.ones((), dtype),
+    }
+    return params
+
+
+def clone(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.copy(order="K") if isinstance(v, np.ndarray) else v for k, v in params.items()}
+
+
+def grads(params: dict[str, Any], step: int, rank: int, scale: float = 1.0) -> dict[str, Any]:
+    rng = np.random.default_rng(10_000 * step + rank)
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, np.ndarray):
+            out[key] = (rng.standard_normal(value.shape) * scale).astype(value.dtype)
+        else:
+            out[key] = float(rng.standard_normal() * scale)
+    return out
+
+
+def average(params: dict[str, Any], step: int, ranks: int = N, scale: float = 1.0) -> dict:
+    """What Sharded averages: summed in rank order in the grads' dtype (float32 for half ones),
+    then divided by the number of processes."""
+    every = [grads(params, step, q, scale) for q in range(ranks)]
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, np.ndarray):
+            wide = np.float32 if value.dtype.itemsize == 2 else value.dtype
+            total = np.array(every[0][key], dtype=wide, order="K")
+            for q in range(1, ranks):
+                total = total + np.asarray(every[q][key], dtype=wide)
+            out[key] = total / np.asarray(ranks, wide)
+        else:
+            total = every[0][key]
+            for q in range(1, ranks):
+                total = total + every[q][key]
+            out[key] = total / ranks
+    return out
+
+
+# ---- checks ----
+
+
+class Failed(AssertionError):
+    pass
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        raise Failed(message)
+
+
+def digest(params: dict[str, Any]) -> str:
+    h = hashlib.blake2b()
+    for key, value in params.items():
+        h.update(repr(key).encode())
+        h.update(np.ascontiguousarray(np.asarray(value)).view(np.uint8).tobytes())
+    return h.hexdigest()
+
+
+def same_everywhere(params: dict[str, Any]) -> None:
+    """(Collective: every process calls it.)"""
+    digests = COMM.allgather(digest(params))
+    check(len(set(digests)) == 1, f"params differ between processes: {digests}")
+
+
+def close(a: Any, b: Any, rtol: float, what: str) -> None:
+    a, b = np.asarray(a), np.asarray(b)
+    check(a.shape == b.shape, f"{what}: shape {a.shape} vs {b.shape}")
+    if a.dtype.itemsize == 2:
+        a, b = a.astype(np.float32), b.astype(np.float32)
+    if rtol == 0:
+        check(
+            np.array_equal(a, b, equal_nan=True),
+            f"{what}: not bit-identical, max diff "
+            f"{np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))}",
+        )
+    else:
+        scale = max(1e-300, float(np.max(np.abs(b))) if b.size else 1.0)
+        diff = float(np.max(np.abs(a - b))) / scale if a.size else 0.0
+        check(diff <= rtol, f"{what}: relative difference {diff:.3g} > {rtol}")
+
+
+def agree_with(sharded: Sharded, ref: Any, params: dict, ref_params: dict, rtol: float) -> None:
+    # The collectives first, then the checks: a check failing on one process only must not leave
+    # the others waiting in a collective.
+    whole, expected = sharded.state_dict(), ref.state_dict()
+    same_everywhere(params)
+    for key in ref_params:
+        close(params[key], ref_params[key], rtol, f"params[{key!r}]")
+    check(
+        whole["counters"] == expected["counters"],
+        f"counters {whole['counters']} vs {expected['counters']}",
+    )
+    for name, arrays in expected["state"].items():
+        check(
+            list(whole["state"][name]) == list(arrays),
+            f"state {name!r} keys {list(whole['state'][name])} vs {list(arrays)}",
+        )
+        for key, value in arrays.items():
+            got = whole["state"][name][key]
+            check(
+                got.dtype == value.dtype,
+                f"state {name}[{key!r}] dtype {got.dtype} vs {value.dtype}",
+            )
+            close(got, value, rtol, f"state {name}[{key!r}]")
+
+
+def run(
+    make: Callable[[], Any],
+    params: dict,
+    steps: int,
+    rtol: float = 0.0,
+    bucket_bytes: int = 1000,
+    first: int = 0,
+) -> tuple[Sharded, Any, dict, dict]:
+    """`steps` updates sharded and on one process; they must agree to rtol (0: bit-identical)."""
+    sharded, ref = Sharded(make(), bucket_bytes=bucket_bytes), make()
+    mine, ref_params = clone(params), clone(params)
+    for step in range(first, first + steps):
+        sharded.update(mine, grads(params, step, RANK))
+        ref.update(ref_params, average(params, step))
+    agree_with(sharded, ref, mine, ref_params, rtol)
+    return sharded, ref, mine, ref_params
+
+
+# ---- scenarios ----
+
+BOOK = [
+    ("SGD", {}),
+    ("Momentum", {}),
+    ("Nesterov", {}),
+    ("AdaGrad", {}),
+    ("RMSprop", {}),
+    ("Adam", {}),
+]
+
+
+def _register_optimizers() -> None:
+    cases = [(f"book-{name}", fastopt, name, kwargs) for name, kwargs in BOOK]
+    cases += [
+        (f"optim-{i}-{name}", optim, name, {"lr": 1e-2, **kwargs})
+        for i, (name, kwargs) in enumerate(OPTIM_CASES)
+    ]
+    for label, module, name, kwargs in cases:
+        make = functools.partial(getattr(module, name), **kwargs)
+        scenario(label)(functools.partial(run, make, model(), 3))
+
+
+_register_optimizers()
+
+
+@scenario("float32")
+def _float32() -> None:
+    run(lambda: optim.Adam(lr=1e-2), model(np.float32), 4)
+
+
+@scenario("clip")
+def _clip() -> None:
+    sharded, ref, _, _ = run(lambda: optim.AdamW(lr=1e-2, max_grad_norm=0.5), model(), 4, 1e-12)
+    norms = COMM.allgather(sharded.last_grad_norm)
+    check(len(set(norms)) == 1, f"last_grad_norm differs between processes: {norms}")
+    close(sharded.last_grad_norm, ref.last_grad_norm, 1e-12, "last_grad_norm")
+
+
+@scenario("clip-float32")
+def _clip32() -> None:
+    run(lambda: optim.AdamW(lr=1e-2, max_grad_norm=0.5), model(np.float32), 3, 1e-6)
+
+
+def _nonfinite(mode: str, clip: float | None) -> None:
+    make = lambda: optim.Adam(lr=1e-2, nonfinite=mode, max_grad_norm=clip)  # noqa: E731
+    params = model()
+    sharded, ref = Sharded(make(), bucket_bytes=1000), make()
+    mine, ref_params = clone(params), clone(params)
+    for step in range(4):
+        g = grads(params, step, RANK)
+        if step == 2 and RANK == N - 1:
+            g["W2"][3, 4] = np.nan
+        before, state = clone(mine), sharded.state_dict()
+        if step == 2 and mode == "raise":
+            try:
+                sharded.update(mine, g)
+            except FloatingPointError as error:
+                check("W2" in str(error), f"the error does not name the key: {error}")
+            else:
+                raise Failed("no FloatingPointError on this process")
+            check(digest(mine) == digest(before), "params changed by a raising update")
+            check(_same_state(sharded.state_dict(), state), "state changed by a raising update")
+            continue
+        sharded.update(mine, g)
+        if step == 2:
+            check(sharded.skipped_updates == 1, f"skipped_updates {sharded.skipped_updates}")
+            check(sharded.steps == 2, f"steps {sharded.steps} after a skip")
+            check(digest(mine) == digest(before), "params changed by a skipped update")
+            continue
+        ref.update(ref_params, average(params, step))
+    agree_with(sharded, ref, mine, ref_params, 0.0 if clip is None else 1e-12)
+
+
+for _mode in ("skip", "raise"):
+    for _clip_value in (None, 1.0):
+        scenario(f"nonfinite-{_mode}-clip{_clip_value}")(
+            lambda m=_mode, c=_clip_value: _nonfinite(m, c)
+        )
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    if a["counters"] != b["counters"]:
+        return False
+    for name in b["state"]:
+        for key in b["state"][name]:
+            if not np.array_equal(a["state"][name][key], b["state"][name][key]):
+                return False
+    return set(a["state"]) == set(b["state"])
+
+
+def _bad_input(spoil: Callable[[dict, dict], None], expected: type, named: str) -> None:
+    params = model()
+    sharded, ref = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), optim.Adam(lr=1e-2)
+    mine, ref_params = clone(params), clone(params)
+    sharded.update(mine, grads(params, 0, RANK))
+    ref.update(ref_params, average(params, 0))
+    before, state = clone(mine), sharded.state_dict()
+    g = grads(params, 1, RANK)
+    p = mine
+    if RANK == N - 1:
+        p = dict(mine)
+        spoil(p, g)
+    try:
+        sharded.update(p, g)
+    except expected as error:
+        if RANK == N - 1:
+            check(named in str(error), f"the error does not name {named!r}: {error}")
+        else:
+            check(
+                f"on process {N - 1}" in str(error), f"the error does not name the process: {error}"
+            )
+    else:
+        raise Failed(f"no {expected.__name__} on this process")
+    check(digest(mine) == digest(before), "params changed by a failed update")
+    check(_same_state(sharded.state_dict(), state), "state changed by a failed update")
+    for step in (1, 2):  # and it goes on as if nothing happened
+        sharded.update(mine, grads(params, step, RANK))
+        ref.update(ref_params, average(params, step))
+    agree_with(sharded, ref, mine, ref_params, 0.0)
+
+
+def _readonly(p: dict, g: dict) -> None:
+    p["b1"] = p["b1"].copy()
+    p["b1"].flags.writeable = False
+
+
+BAD = {
+    "missing-grad": (lambda p, g: g.pop("W2"), KeyError, "W2"),
+    "grad-shape": (lambda p, g: g.__setitem__("b1", np.zeros(31)), ValueError, "b1"),
+    "grad-dtype": (lambda p, g: g.__setitem__("b1", np.zeros(30, complex)), TypeError, "b1"),
+    "read-only-param": (_readonly, ValueError, "b1"),
+    "param-dtype": (lambda p, g: p.__setitem__("b1", p["b1"].astype(np.int64)), TypeError, "b1"),
+    "extra-key": (
+        lambda p, g: (p.__setitem__("x", np.zeros(3)), g.__setitem__("x", np.ones(3))),
+        ValueError,
+        "differ",
+    ),
+}
+if N == 1:  # one process may change its params' keys: the layout follows (relayout-new-key)
+    del BAD["extra-key"]
+for _name, (_spoil, _error, _named) in BAD.items():
+    scenario(f"bad-{_name}")(lambda s=_spoil, e=_error, n=_named: _bad_input(s, e, n))
+
+
+@scenario("bad-state-one-process")
+def _bad_state() -> None:
+    """A state that does not fit, on one process only: found by the check before any write."""
+    params = model(big=True)
+    sharded = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000)
+    mine = clone(params)
+    sharded.update(mine, grads(params, 0, RANK))
+    inner = sharded.optimizer
+    if RANK == N - 1:
+        key = next(iter(inner.exp_avg))
+        inner.exp_avg[key] = np.zeros(3)
+    before, state = clone(mine), inner.state_dict()  # this process's shard
+    try:
+        sharded.update(mine, grads(params, 1, RANK))
+    except ValueError as error:
+        if RANK != N - 1:
+            check(f"on process {N - 1}" in str(error), f"the error does not name it: {error}")
+    else:
+        raise Failed("no ValueError")
+    check(digest(mine) == digest(before), "params changed")
+    check(_same_state(inner.state_dict(), state), "this process's state changed")
+    check(sharded.steps == 1, f"steps {sharded.steps}")
+
+
+@scenario("per-key-and-schedule")
+def _per_key() -> None:
+    make = lambda: optim.AdamW(  # noqa: E731
+        lr=fastopt.schedules.cosine(1e-2, 6),
+        per_key={
+            fastopt.where(lambda k: k.startswith("b")): {"weight_decay": 0.0},
+            "W2": {"lr": 3e-3, "betas": (0.5, 0.8)},
+        },
+    )
+    run(make, model(), 5)
+
+
+def _formatted(fmt: str) -> None:
+    make = lambda: optim.Adam(lr=1e-2, state_format=fmt, compact_min_size=512)  # noqa: E731
+    run(make, model(np.float32, big=True), 4)
+
+
+scenario("state-bfloat16")(lambda: _formatted("bfloat16"))
+scenario("state-int8")(lambda: _formatted("int8"))
+
+
+def _half(dtype: Any) -> None:
+    params = model(np.float32, big=True)
+    params = {k: np.asarray(v).astype(dtype) if k != "s" else v for k, v in params.items()}
+    params["W2"] = np.asfortranarray(params["W2"])
+    run(lambda: optim.AdamW(lr=1e-2), params, 3)
+
+
+@scenario("half-float16")
+def _float16() -> None:
+    _half(np.float16)
+
+
+@scenario("half-bfloat16")
+def _bfloat16() -> None:
+    import ml_dtypes
+
+    _half(ml_dtypes.bfloat16)
+
+
+@scenario("state-bytes")
+def _state_bytes() -> None:
+    """Each process keeps 1/N of the state: the shards add up to one process's, none doubled."""
+    sharded, ref, _, _ = run(lambda: optim.Adam(lr=1e-2), model(np.float32, big=True), 1)
+    mine = sharded.state_bytes()
+    total = COMM.allreduce(mine)
+    whole = fastopt._compact.state_bytes(ref)
+    check(total == whole, f"the shards keep {total} bytes; one process keeps {whole}")
+    check(abs(mine - whole / N) <= 2 * 256 * 8 + 1, f"{mine} bytes here; 1/N is {whole / N}")
+
+
+@scenario("deterministic-threads-buckets")
+def _deterministic() -> None:
+    results = []
+    for threads, bucket in ((1, 1000), (2, 1000), (2, 64), (1, 2**24)):
+        with fastopt.num_threads(threads):
+            _, _, mine, _ = run(
+                lambda: optim.AdamW(lr=1e-2, max_grad_norm=0.3), model(big=True), 3, 1e-12, bucket
+            )
+        results.append(digest(mine))
+    check(len(set(results)) == 1, f"results differ by thread count or bucket size: {results}")
+
+
+@scenario("relayout-new-key")
+def _relayout() -> None:
+    params = model()
+    sharded, ref = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), optim.Adam(lr=1e-2)
+    mine, ref_params = clone(params), clone(params)
+    for step in range(2):
+        small = {k: mine[k] for k in ("W1", "b1")}
+        small_ref = {k: ref_params[k] for k in ("W1", "b1")}
+        sharded.update(small, grads(small, step, RANK))
+        ref.update(small_ref, average(small, step))
+    for step in range(2, 4):
+        sharded.update(mine, grads(params, step, RANK))
+        ref.update(ref_params, average(params, step))
+    agree_with(sharded, ref, mine, ref_params, 0.0)
+
+
+@scenario("checkpoint-same-n")
+def _checkpoint() -> None:
+    path = os.path.join(ARGS.dir, "same.npz")
+    make = lambda: optim.NAdam(lr=1e-2)  # noqa: E731
+    params = model()
+    sharded, _, mine, _ = run(make, params, 3)
+    sharded.save(path, mine)
+    resumed = Sharded(make(), bucket_bytes=1000)
+    again = {k: (np.zeros_like(v) if isinstance(v, np.ndarray) else 0.0) for k, v in mine.items()}
+    resumed.load(path, again)
+    check(digest(again) == digest(mine), "params not restored")
+    plain = make()
+    fastopt.load(path, plain)  # the consolidated file is a one-process checkpoint
+    check(_same_state(plain.state_dict(), sharded.state_dict()), "file differs from state_dict")
+    for step in range(3, 5):
+        sharded.update(mine, grads(params, step, RANK))
+        resumed.update(again, grads(params, step, RANK))
+    check(digest(again) == digest(mine), "resume is not bit-exact")
+    check(_same_state(resumed.state_dict(), sharded.state_dict()), "resumed state differs")
+
+
+@scenario("checkpoint-write")
+def _write() -> None:
+    """Written here at N processes, for checkpoint-read at another N."""
+    sharded, _, mine, _ = run(
+        lambda: optim.Adam(lr=1e-2, state_format="int8", compact_min_size=512), model(big=True), 3
+    )
+    sharded.save(os.path.join(ARGS.dir, f"written-{N}.npz"), mine)
+
+
+@scenario("checkpoint-read")
+def _read() -> None:
+    """Read what checkpoint-write wrote at ARGS.written processes; go on here at N, as one
+    process would."""
+    make = lambda: optim.Adam(lr=1e-2, state_format="int8", compact_min_size=512)  # noqa: E731
+    params = model(big=True)
+    ref_params, ref = clone(params), make()
+    for step in range(3):
+        ref.update(ref_params, average(params, step, ARGS.written))
+    sharded, mine = Sharded(make(), bucket_bytes=1000), clone(params)
+    sharded.load(os.path.join(ARGS.dir, f"written-{ARGS.written}.npz"), mine)
+    for step in range(3, 5):
+        sharded.update(mine, grads(params, step, RANK))
+        ref.update(ref_params, average(params, step))
+    agree_with(sharded, ref, mine, ref_params, 0.0)
+
+
+@scenario("empty-shards")
+def _empty() -> None:
+    params = {"only": np.random.default_rng(3).standard_normal(100)}  # too small to cut
+    sharded, _, _, _ = run(lambda: optim.Adam(lr=1e-2), params, 3)
+    owners = COMM.allgather(bool(sharded.shard()))
+    check(sum(owners) == 1, f"the one array is held by {owners}")
+
+
+@scenario("tensors")
+def _tensors() -> None:
+    try:
+        import torch
+    except ImportError:
+        return
+    params = model(np.float32)
+    del params["s"], params["z"]
+    sharded, ref = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), optim.Adam(lr=1e-2)
+    mine = {k: torch.from_numpy(v.copy(order="K")) for k, v in params.items()}
+    ref_params = clone(params)
+    for step in range(2):
+        sharded.update(mine, {k: torch.from_numpy(v) for k, v in grads(params, step, RANK).items()})
+        ref.update(ref_params, average(params, step))
+    agree_with(sharded, ref, {k: v.numpy() for k, v in mine.items()}, ref_params, 0.0)
+
+
+def main() -> None:
+    if ARGS.list:  # the names, for pytest (one process, no mpiexec needed)
+        print("\n".join(SCENARIOS))
+        return
+    names = ARGS.only or [n for n in SCENARIOS if n not in ("checkpoint-write", "checkpoint-read")]
+    for name in names:
+        # A scenario that fails on one process only can leave the others in a collective: after
+        # WATCHDOG seconds, report it and abort the job (the results so far are printed).
+        watchdog = threading.Timer(WATCHDOG, _hung, (name,))
+        watchdog.start()
+        try:
+            SCENARIOS[name]()
+            outcome = "ok"
+        except Exception:
+            outcome = traceback.format_exc(limit=4)
+        outcomes = COMM.allgather(outcome)
+        watchdog.cancel()
+        failed = [f"process {r}: {o}" for r, o in enumerate(outcomes) if o != "ok"]
+        if RANK == 0:
+            print(json.dumps({name: "ok" if not failed else "\n".join(failed)}), flush=True)
+
+
+WATCHDOG = 60.0
+
+
+def _hung(name: str) -> None:
+    print(json.dumps({name: f"hung on process {RANK} (over {WATCHDOG} s)"}), flush=True)
+    COMM.Abort(3)
+
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--dir", default=".")
+parser.add_argument("--only", nargs="*")
+parser.add_argument("--written", type=int, default=0)
+parser.add_argument("--list", action="store_true")
+ARGS = parser.parse_args()
+
+if __name__ == "__main__":
+    main()
