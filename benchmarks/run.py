@@ -258,6 +258,37 @@ def sweep(repeats: int, exponents, out: list) -> Table:
     return table
 
 
+def launched_distributed(quick: bool) -> list[Table]:
+    """benchmarks/distributed.py under `mpiexec -n 2`, over TCP and over shared memory (Open MPI's
+    default on one machine); a note saying why when mpi4py or mpiexec is missing."""
+    import os
+    import shutil
+    import subprocess
+
+    mpiexec = shutil.which("mpiexec", path=str(Path(sys.executable).parent))
+    mpiexec = mpiexec or shutil.which("mpiexec")
+    try:
+        import mpi4py  # noqa: F401
+    except ImportError:
+        mpiexec = None
+    if mpiexec is None:
+        return [Table("fastopt.distributed", "skipped: no mpi4py/mpiexec (pip install '.[mpi]')")]
+    env = dict(os.environ)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # Open MPI refuses root unless told
+        env.update(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    script = Path(__file__).resolve().parent / "distributed.py"
+    tables = []
+    for btl in ["tcp,self"] + ([] if quick else ["default"]):
+        run_env = dict(env)
+        if btl != "default":
+            run_env["OMPI_MCA_btl"] = btl
+        command = [mpiexec, "-n", "2", sys.executable, str(script)] + (["--quick"] if quick else [])
+        done = subprocess.run(command, env=run_env, capture_output=True, text=True, timeout=1800)
+        output = done.stdout if done.returncode == 0 else done.stdout + done.stderr
+        tables.append(Table(f"fastopt.distributed, 2 processes, btl={btl}", output.strip()))
+    return tables
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a check, not a result")
@@ -279,6 +310,7 @@ def main(argv=None) -> int:
             "optim",
             "nonfinite",
             "torch",
+            "distributed",
             "sweep",
         ],  # fmt: skip
     )
@@ -315,6 +347,7 @@ def main(argv=None) -> int:
         "nonfinite": lambda: nonfinite(args.repeats, large),
         "torch": lambda: torch_training.training_loop(2 if args.quick else 7, args.quick, args.out),
         "torch_offload": lambda: torch_training.large_flat(max(args.repeats, 7), args.quick),
+        "distributed": lambda: launched_distributed(args.quick),
     }
     tables, points = [], []
     for name, section in sections.items():

@@ -146,3 +146,19 @@ def test_torch_sections_compare_fastopt_torch_with_torch_or_say_they_skipped(tmp
             assert (row["x_torch_foreach"] is None) == (row["algorithm"] == "Lion")
     offload = [t for t in tables if "offload" in t["title"]][0]["rows"]
     assert all(row["pct_of_ceiling"] > 0 and row["x_torch_fused"] > 0 for row in offload)
+
+
+def test_distributed_section_runs_at_two_processes_or_says_it_skipped(tmp_path):
+    """benchmarks/distributed.py under mpiexec: its rows, and the bytes Sharded counts as sent
+    per step equal an allreduce's (what the loopback interface saw, where it can be read)."""
+    done = run_benchmarks(tmp_path, "--repeats", "1", "--only", "distributed")
+    assert done.returncode == 0, done.stderr
+    (table,) = json.loads((tmp_path / "benchmark.json").read_text())["tables"]
+    if importlib.util.find_spec("mpi4py") is None:
+        assert "skipped" in table["note"]
+        return
+    rows = dict(line.strip().split(": ") for line in table["note"].splitlines() if ": " in line)
+    assert rows["params"] == "65,536", table["note"]
+    assert float(rows["fastopt ms"]) > 0 and float(rows["ceiling ms"]) > 0
+    assert rows["MB sent (counted)"] == "0.262"  # 2 (N-1)/N of 2^16 float32: an allreduce's bytes
+    assert float(rows["state MB/process"]) == float(rows["state MB one process"]) / 2

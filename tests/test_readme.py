@@ -19,6 +19,8 @@ def blocks(language: str) -> list[str]:
 def test_python_examples_run(code):
     if "import torch" in code:
         pytest.importorskip("torch")  # the fastopt.torch example; torch is optional
+    if "fastopt.distributed" in code:
+        pytest.importorskip("mpi4py")  # the mpi extra; one process here, as the example allows
     exec(compile(code, "README.md", "exec"), {})
 
 
