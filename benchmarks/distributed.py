@@ -28,12 +28,11 @@ import os
 import socket
 import time
 
-import numpy as np
-from mpi4py import MPI
-
 import fastopt
+import numpy as np
 from fastopt import optim
 from fastopt.distributed import Sharded
+from mpi4py import MPI
 
 COMM = MPI.COMM_WORLD
 RANK, N = COMM.Get_rank(), COMM.Get_size()
