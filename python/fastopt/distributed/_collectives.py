@@ -1,7 +1,7 @@
 """The collectives of one sharded update, on mpi4py's buffer interface (no pickling of arrays).
 
-Reduce-scatter. Each bucket is exchanged with one ``Alltoallv``: process q receives every process's
-grads of its part, in rank order, and sums them itself: ``((g0 + g1) + g2) / N``, one element at a
+Reduce-scatter. Each bucket is exchanged with one ``Alltoallv``: process q receives every other
+process's grads of its part, and sums them with its own itself, in rank order: ``((g0 + g1) + g2) / N``, one element at a
 time. MPI_Reduce_scatter with MPI_SUM would leave the order of the additions to the MPI library
 (it may pick another algorithm, and so another order, for another message size or process count);
 summing the received parts locally makes the result the same run after run, for any thread count,
@@ -65,23 +65,38 @@ def reduce_scatter(
     ranks, me = comm.Get_size(), comm.Get_rank()
     kind = _WIRE[group.dtype.itemsize]
     for bucket in group.buckets:
-        for q in range(ranks):
-            _pack(send, bucket.displs[q], bucket.copies[q], grads)
         mine = bucket.counts[me]
+        received = [p * mine for p in range(ranks)]
+        # This process's own part goes straight to its place among the received ones, not
+        # through MPI: one copy fewer (counts of 0 to and from itself).
+        sends, receives = list(bucket.counts), [mine] * ranks
+        sends[me] = receives[me] = 0
+        for q in range(ranks):
+            if q != me:
+                _pack(send, bucket.displs[q], bucket.copies[q], grads)
+        _pack(recv, received[me], bucket.copies[me], grads)
         comm.Alltoallv(
-            [_wire(send), bucket.counts, bucket.displs, kind],
-            [_wire(recv), [mine] * ranks, [p * mine for p in range(ranks)], kind],
+            [_wire(send), sends, bucket.displs, kind], [_wire(recv), receives, received, kind]
         )
-        total = out[bucket.at : bucket.at + mine]
-        for p in range(ranks):
-            part = recv[p * mine : (p + 1) * mine]
-            if group.half:
-                part = _widen(part, widened[:mine])
-            if p == 0:
-                np.copyto(total, part)
-            else:
-                np.add(total, part, out=total)
-        np.divide(total, ranks, out=total)
+        parts = [recv[at : at + mine] for at in received]
+        _average(parts, out[bucket.at : bucket.at + mine], widened[:mine] if group.half else None)
+
+
+def _average(parts: list[np.ndarray], total: np.ndarray, widened: np.ndarray | None) -> None:
+    """((parts[0] + parts[1]) + ...) / len(parts) into total, element by element, in this order
+    (half parts widened to float32 first)."""
+    if widened is not None:
+        _widen(parts[0], total)
+        for part in parts[1:]:
+            np.add(total, _widen(part, widened), out=total)
+    elif len(parts) == 1:
+        np.copyto(total, parts[0])
+    else:
+        np.add(parts[0], parts[1], out=total)
+        for part in parts[2:]:
+            np.add(total, part, out=total)
+    if len(parts) > 1:  # x / 1 is x: no pass for one process
+        np.divide(total, len(parts), out=total)
 
 
 def all_gather(comm: Any, group: Group, params: list[Any], buffer: np.ndarray) -> None:
