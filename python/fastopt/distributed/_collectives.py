@@ -2,8 +2,9 @@
 
 Reduce-scatter. Each bucket is exchanged with one ``Alltoallv``: process q receives every other
 process's grads of its part and sums them with its own, in rank order: ``((g0 + g1) + g2) / N``,
-one element at a time. MPI_Reduce_scatter with MPI_SUM would leave the order of the additions to the MPI library
-(it may pick another algorithm, and so another order, for another message size or process count);
+one element at a time. MPI_Reduce_scatter with MPI_SUM would leave the order of the additions to
+the MPI library (it may pick another algorithm, and so another order, for another message size or
+process count);
 summing the received parts locally makes the result the same run after run, for any thread count,
 and equal to that expression computed on one process. The bytes on the wire are a reduce-scatter's:
 each process sends every other its part of each bucket.
