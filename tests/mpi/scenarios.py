@@ -174,11 +174,17 @@ def run(
     """`steps` updates sharded and on one process; they must agree to rtol (0: bit-identical)."""
     sharded, ref = Sharded(make(), bucket_bytes=bucket_bytes), make()
     mine, ref_params = clone(params), clone(params)
-    for step in range(first, first + steps):
+    go_on(sharded, ref, mine, ref_params, params, range(first, first + steps), rtol)
+    return sharded, ref, mine, ref_params
+
+
+def go_on(sharded: Sharded, ref: Any, mine: dict, ref_params: dict, params: dict, steps: Any,
+          rtol: float = 0.0) -> None:  # fmt: skip
+    """More steps of both, on every process's own grads and on their average; then they agree."""
+    for step in steps:
         sharded.update(mine, grads(params, step, RANK))
         ref.update(ref_params, average(params, step))
     agree_with(sharded, ref, mine, ref_params, rtol)
-    return sharded, ref, mine, ref_params
 
 
 # ---- scenarios ----
@@ -297,10 +303,7 @@ def _bad_input(spoil: Callable[[dict, dict], None], expected: type, named: str) 
         raise Failed(f"no {expected.__name__} on this process")
     check(digest(mine) == digest(before), "params changed by a failed update")
     check(_same_state(sharded.state_dict(), state), "state changed by a failed update")
-    for step in (1, 2):  # and it goes on as if nothing happened
-        sharded.update(mine, grads(params, step, RANK))
-        ref.update(ref_params, average(params, step))
-    agree_with(sharded, ref, mine, ref_params, 0.0)
+    go_on(sharded, ref, mine, ref_params, params, (1, 2))  # and it goes on as if nothing happened
 
 
 def _readonly(p: dict, g: dict) -> None:
@@ -423,10 +426,7 @@ def _relayout() -> None:
         small_ref = {k: ref_params[k] for k in ("W1", "b1")}
         sharded.update(small, grads(small, step, RANK))
         ref.update(small_ref, average(small, step))
-    for step in range(2, 4):
-        sharded.update(mine, grads(params, step, RANK))
-        ref.update(ref_params, average(params, step))
-    agree_with(sharded, ref, mine, ref_params, 0.0)
+    go_on(sharded, ref, mine, ref_params, params, range(2, 4))
 
 
 @scenario("checkpoint-same-n")
@@ -470,10 +470,7 @@ def _read() -> None:
         ref.update(ref_params, average(params, step, ARGS.written))
     sharded, mine = Sharded(make(), bucket_bytes=1000), clone(params)
     sharded.load(os.path.join(ARGS.dir, f"written-{ARGS.written}.npz"), mine)
-    for step in range(3, 5):
-        sharded.update(mine, grads(params, step, RANK))
-        ref.update(ref_params, average(params, step))
-    agree_with(sharded, ref, mine, ref_params, 0.0)
+    go_on(sharded, ref, mine, ref_params, params, range(3, 5))
 
 
 @scenario("empty-shards")
