@@ -131,3 +131,18 @@ def agree(comm: Any, error: BaseException | None, value: Any = None) -> list[Any
             kind = RuntimeError
         raise kind(f"on process {rank}: {name}: {message}")
     return [value for _, value in replies]
+
+
+def same_everywhere(marks: list[tuple[Any, Any]]) -> None:
+    """Raise on every process when the processes' layouts or settings differ (every process has
+    every mark, so every process raises the same error)."""
+    for name, position in (("params (keys, shapes, dtypes or memory orders)", 0),
+                           ("optimizers (settings or step counts)", 1)):  # fmt: skip
+        values = [mark[position] for mark in marks]
+        for rank, value in enumerate(values):
+            if value != values[0]:
+                raise ValueError(
+                    f"the processes' {name} differ: on process {rank} they differ from process "
+                    "0's; "
+                    "every process must update the same model with the same optimizer"
+                )

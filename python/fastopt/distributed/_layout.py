@@ -204,3 +204,11 @@ def _allowed_near(offsets: list[int], x: int, min_piece: Callable[[int], int]) -
         inside = round((x - start) / BLOCK) * BLOCK
         candidates.append(start + min(max(inside, low), high))
     return min(candidates, key=lambda c: (abs(c - x), c))
+
+
+def min_piece(settings: dict[str, Any]) -> Any:
+    """The least piece a cut may leave of an array of ``size`` elements. int8 state quantizes
+    arrays of compact_min_size elements or more: a cut never leaves a piece of such an array below
+    it, so every piece is stored as the whole array is on one process."""
+    fmt, least = settings.get("state_format"), settings.get("compact_min_size", 4096)
+    return lambda size: least if fmt == "int8" and size >= least else 0

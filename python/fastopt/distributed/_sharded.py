@@ -30,9 +30,10 @@ from .._base import Optimizer
 from .._checks import count
 from .._compact import state_bytes
 from .._tensors import written
-from ._collectives import agree, all_gather, reduce_scatter
+from ._checkpoints import Checkpoints
+from ._collectives import agree, all_gather, reduce_scatter, same_everywhere
 from ._inputs import Inputs
-from ._layout import Group, Layout, fingerprint
+from ._layout import Group, Layout, fingerprint, min_piece
 from ._state import assemble, cut
 
 
@@ -49,7 +50,7 @@ class _Buffers:
         self.widened = np.empty(mine if group.half else 0, np.float32)
 
 
-class Sharded:
+class Sharded(Checkpoints):
     """Wrap a fastopt optimizer so that N processes train data-parallel, each keeping and updating
     1/N of the optimizer state.
 
@@ -142,7 +143,7 @@ class Sharded:
             error = caught
         mark = None if inputs is None else fingerprint(inputs.entries)
         marks = agree(comm, error, (mark, _settings(opt)))
-        _same_everywhere(marks)
+        same_everywhere(marks)
         assert inputs is not None
         self._follow(inputs)
         scattered = clock()
@@ -207,7 +208,7 @@ class Sharded:
         key = (fingerprint(inputs.entries), opt.state_format, opt.compact_min_size)
         if key == self._layout_key:
             return
-        layout = Layout(inputs.entries, self.size, _min_piece(opt.__dict__), self.bucket_bytes)
+        layout = Layout(inputs.entries, self.size, min_piece(opt.__dict__), self.bucket_bytes)
         old = self._layout
         if self.comm.allreduce(_has_arrays(opt), op=MPI.LOR):
             own = opt.state_dict()["state"]
@@ -229,151 +230,11 @@ class Sharded:
             _Buffers(group, self.rank, self.size) for group in layout.groups
         ]  # fmt: skip
 
-    # ---- checkpoints ----
-
-    def state_dict(self) -> dict[str, Any]:
-        """The state of the whole optimizer, as one process's state_dict() would be (the arrays
-        whole, shaped like their params), on every process. Collective."""
-        with self.optimizer._lock:
-            own = self.optimizer.state_dict()
-            states = self.comm.allgather(own["state"])
-            return self._whole(own, states)
-
-    def _whole(self, own: dict[str, Any], states: list[Any]) -> dict[str, Any]:
-        if self._layout is not None:
-            own["state"] = assemble(self._layout, states)
-        return own
-
-    def gathered_state_dict(self, root: int = 0) -> dict[str, Any] | None:
-        """state_dict() on process ``root`` only (None elsewhere): one copy of the whole state in
-        memory instead of one per process. Collective."""
-        with self.optimizer._lock:
-            own = self.optimizer.state_dict()
-            states = self.comm.gather(own["state"], root=root)
-            return None if states is None else self._whole(own, states)
-
-    def load_state_dict(self, state: dict[str, Any], params: dict[Any, Any] | None = None) -> None:
-        """Restore a whole state (from state_dict(), a consolidated file, or a single process's
-        optimizer), each process keeping its shard. Every process passes the same state. Before
-        the first update, pass the params too: the layout comes from them. Collective; on an
-        error on any process every process raises and nothing changes."""
-        with self.optimizer._lock:
-            self._load(state, params)
-
-    def _load(self, state: dict[str, Any], params: dict[Any, Any] | None) -> None:
-        opt, comm = self.optimizer, self.comm
-        error: BaseException | None = None
-        mine: dict[str, Any] = {}
-        layout, key = self._layout, self._layout_key
-        try:
-            if params is not None:
-                inputs = Inputs(params)
-                key = (fingerprint(inputs.entries), None, None)
-                # The state layout (state_format, compact_min_size) the loaded state brings.
-                settings = dict(opt.__dict__, **state.get("hyperparameters", {}))
-                layout = Layout(inputs.entries, self.size, _min_piece(settings), self.bucket_bytes)
-            arrays = state.get("state") if isinstance(state, dict) else None
-            if not isinstance(arrays, dict):
-                raise ValueError("the state dict's 'state' must be a dict")
-            if layout is None:
-                if any(arrays.values()):
-                    raise ValueError(
-                        "Sharded.load_state_dict() before the first update needs the params: "
-                        "which part of each array a process keeps comes from them"
-                    )
-                mine = {name: {} for name in arrays}
-            else:
-                mine = cut(layout, self.rank, arrays)
-            local = dict(state)
-            local["state"] = mine
-        except Exception as caught:
-            error = caught
-        marks = agree(comm, error, key and key[0])
-        _same_everywhere([(mark, None) for mark in marks])
-        backup = opt.state_dict()
-        try:
-            opt.load_state_dict(local)
-        except Exception as caught:
-            error = caught
-        try:
-            agree(comm, error)
-        except BaseException:
-            if error is None:  # loaded here, failed elsewhere: back to what it was
-                opt.load_state_dict(backup)
-            raise
-        if layout is not self._layout and layout is not None:
-            self._set_layout(layout, (layout.fingerprint, opt.state_format, opt.compact_min_size))
-
-    def save(self, path: Any, params: dict[Any, Any] | None = None) -> None:
-        """Write one consolidated checkpoint (fastopt.save's format: a single process, or any
-        number of them, loads it), gathered to process 0 and written there atomically. Pass the
-        params to save them too (process 0's: they are the same everywhere). Collective."""
-        from ..checkpoint import write
-
-        state = self.gathered_state_dict(0)
-        error = None
-        if state is not None:
-            try:
-                write(path, state, params)
-            except Exception as caught:
-                error = caught
-        agree(self.comm, error)
-
-    def load(self, path: Any, params: dict[Any, Any] | None = None) -> None:
-        """Restore a checkpoint written by save() or fastopt.save() on any number of processes:
-        process 0 reads it, every process keeps its shard. With ``params``, the saved params are
-        restored into them too (as fastopt.load does). All or nothing, on every process."""
-        from ..checkpoint import CheckpointError, check_params, read, restore_params
-
-        error, payload = None, None
-        if self.rank == 0:
-            try:
-                payload = read(path)
-            except Exception as caught:
-                error = caught
-        agree(self.comm, error)
-        state, saved = self.comm.bcast(payload, root=0)
-        try:
-            if params is not None:
-                check_params(path, self.optimizer, state, params, saved)
-        except Exception as caught:
-            error = caught
-        agree(self.comm, error)
-        try:
-            self.load_state_dict(state, params)
-        except (TypeError, ValueError) as caught:
-            raise CheckpointError(f"{path}: {caught}") from caught
-        if params is not None and saved is not None:
-            restore_params(params, saved)
-
-
-def _min_piece(settings: dict[str, Any]) -> Any:
-    """The least piece a cut may leave of an array of ``size`` elements. int8 state quantizes
-    arrays of compact_min_size elements or more: a cut never leaves a piece of such an array below
-    it, so every piece is stored as the whole array is on one process."""
-    fmt, least = settings.get("state_format"), settings.get("compact_min_size", 4096)
-    return lambda size: least if fmt == "int8" and size >= least else 0
-
 
 def _settings(opt: Optimizer) -> str:
     """What must be the same on every process: the step count, hyperparameters and counters."""
     values = [getattr(opt, name) for name in opt._hyperparameters]
     return repr((opt.steps, values, opt._state.counters, opt.max_grad_norm, opt.nonfinite))
-
-
-def _same_everywhere(marks: list[tuple[Any, Any]]) -> None:
-    """Raise on every process when the processes' layouts or settings differ (every process has
-    every mark, so every process raises the same error)."""
-    for name, position in (("params (keys, shapes, dtypes or memory orders)", 0),
-                           ("optimizers (settings or step counts)", 1)):  # fmt: skip
-        values = [mark[position] for mark in marks]
-        for rank, value in enumerate(values):
-            if value != values[0]:
-                raise ValueError(
-                    f"the processes' {name} differ: on process {rank} they differ from process "
-                    "0's; "
-                    "every process must update the same model with the same optimizer"
-                )
 
 
 def _has_arrays(opt: Optimizer) -> bool:

@@ -1,0 +1,145 @@
+"""Sharded's checkpoints: the whole state gathered from every process's pieces (one file, the one a
+single process's fastopt.save writes), and a whole state loaded on any number of processes, each
+keeping its pieces. Every method is collective, and all or nothing on every process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._base import Optimizer
+from ._collectives import agree, same_everywhere
+from ._inputs import Inputs
+from ._layout import Layout, fingerprint, min_piece
+from ._state import assemble, cut
+
+
+class Checkpoints:
+    """The checkpoint methods of Sharded (its state: the wrapped optimizer, the communicator and
+    the layout)."""
+
+    optimizer: Optimizer
+    comm: Any
+    rank: int
+    size: int
+    bucket_bytes: int
+    _layout: Layout | None
+    _layout_key: Any
+
+    def _set_layout(self, layout: Layout | None, key: Any) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state of the whole optimizer, as one process's state_dict() would be (the arrays
+        whole, shaped like their params), on every process. Collective."""
+        with self.optimizer._lock:
+            own = self.optimizer.state_dict()
+            states = self.comm.allgather(own["state"])
+            return self._whole(own, states)
+
+    def _whole(self, own: dict[str, Any], states: list[Any]) -> dict[str, Any]:
+        if self._layout is not None:
+            own["state"] = assemble(self._layout, states)
+        return own
+
+    def gathered_state_dict(self, root: int = 0) -> dict[str, Any] | None:
+        """state_dict() on process ``root`` only (None elsewhere): one copy of the whole state in
+        memory instead of one per process. Collective."""
+        with self.optimizer._lock:
+            own = self.optimizer.state_dict()
+            states = self.comm.gather(own["state"], root=root)
+            return None if states is None else self._whole(own, states)
+
+    def load_state_dict(self, state: dict[str, Any], params: dict[Any, Any] | None = None) -> None:
+        """Restore a whole state (from state_dict(), a consolidated file, or a single process's
+        optimizer), each process keeping its shard. Every process passes the same state. Before
+        the first update, pass the params too: the layout comes from them. Collective; on an
+        error on any process every process raises and nothing changes."""
+        with self.optimizer._lock:
+            self._load(state, params)
+
+    def _load(self, state: dict[str, Any], params: dict[Any, Any] | None) -> None:
+        opt, comm = self.optimizer, self.comm
+        error: BaseException | None = None
+        mine: dict[str, Any] = {}
+        layout, key = self._layout, self._layout_key
+        try:
+            if params is not None:
+                inputs = Inputs(params)
+                key = (fingerprint(inputs.entries), None, None)
+                # The state layout (state_format, compact_min_size) the loaded state brings.
+                settings = dict(opt.__dict__, **state.get("hyperparameters", {}))
+                layout = Layout(inputs.entries, self.size, min_piece(settings), self.bucket_bytes)
+            arrays = state.get("state") if isinstance(state, dict) else None
+            if not isinstance(arrays, dict):
+                raise ValueError("the state dict's 'state' must be a dict")
+            if layout is None:
+                if any(arrays.values()):
+                    raise ValueError(
+                        "Sharded.load_state_dict() before the first update needs the params: "
+                        "which part of each array a process keeps comes from them"
+                    )
+                mine = {name: {} for name in arrays}
+            else:
+                mine = cut(layout, self.rank, arrays)
+            local = dict(state)
+            local["state"] = mine
+        except Exception as caught:
+            error = caught
+        marks = agree(comm, error, key and key[0])
+        same_everywhere([(mark, None) for mark in marks])
+        backup = opt.state_dict()
+        try:
+            opt.load_state_dict(local)
+        except Exception as caught:
+            error = caught
+        try:
+            agree(comm, error)
+        except BaseException:
+            if error is None:  # loaded here, failed elsewhere: back to what it was
+                opt.load_state_dict(backup)
+            raise
+        if layout is not self._layout and layout is not None:
+            self._set_layout(layout, (layout.fingerprint, opt.state_format, opt.compact_min_size))
+
+    def save(self, path: Any, params: dict[Any, Any] | None = None) -> None:
+        """Write one consolidated checkpoint (fastopt.save's format: a single process, or any
+        number of them, loads it), gathered to process 0 and written there atomically. Pass the
+        params to save them too (process 0's: they are the same everywhere). Collective."""
+        from ..checkpoint import write
+
+        state = self.gathered_state_dict(0)
+        error = None
+        if state is not None:
+            try:
+                write(path, state, params)
+            except Exception as caught:
+                error = caught
+        agree(self.comm, error)
+
+    def load(self, path: Any, params: dict[Any, Any] | None = None) -> None:
+        """Restore a checkpoint written by save() or fastopt.save() on any number of processes:
+        process 0 reads it, every process keeps its shard. With ``params``, the saved params are
+        restored into them too (as fastopt.load does). All or nothing, on every process."""
+        from ..checkpoint import CheckpointError, check_params, read, restore_params
+
+        error, payload = None, None
+        if self.rank == 0:
+            try:
+                payload = read(path)
+            except Exception as caught:
+                error = caught
+        agree(self.comm, error)
+        state, saved = self.comm.bcast(payload, root=0)
+        try:
+            if params is not None:
+                check_params(path, self.optimizer, state, params, saved)
+        except Exception as caught:
+            error = caught
+        agree(self.comm, error)
+        try:
+            self.load_state_dict(state, params)
+        except (TypeError, ValueError) as caught:
+            raise CheckpointError(f"{path}: {caught}") from caught
+        if params is not None and saved is not None:
+            restore_params(params, saved)
