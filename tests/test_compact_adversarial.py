@@ -230,3 +230,31 @@ def test_assigning_into_a_compact_state_view_explains_itself():
     opt, _ = _int8_adam()
     with pytest.raises(TypeError, match="read-only|raw_state"):
         opt.exp_avg["w"] = np.zeros(6000, np.float32)
+
+
+# ---- The distributed pass (issue 17): bfloat16 states measured as float32 ones. ----
+
+
+def test_bfloat16_states_of_a_float32_param_are_measured_at_their_own_size():
+    """A float32 param whose states are all bfloat16 (rounded to nearest) runs the row's
+    bf16_states kernel with no Mixed; the aliasing check sized its states as float32, twice their
+    bytes, so memory just past them looked shared: a float16 param with a master there raised
+    "share memory" (at random, by where the allocator put things; placed there on purpose here)."""
+    n, m = 1024, 512
+    block = np.zeros(4 * n + 2 * m, np.uint8)  # a's two bfloat16 states, then b's float16 values
+    rng = np.random.default_rng(0)
+    params = {"a": rng.standard_normal(n).astype(np.float32), "b": block[4 * n :].view(np.float16)}
+    params["b"][:] = rng.standard_normal(m)
+    grads = {k: rng.standard_normal(v.shape).astype(np.float32) for k, v in params.items()}
+    options = dict(lr=0.01, state_format="bfloat16", compact_min_size=1)
+    opt, alone = fastopt.optim.Adam(**options), fastopt.optim.Adam(**options)
+    separate = {"a": params["a"].copy()}
+    opt.update(params, grads)
+    alone.update(separate, grads)
+    for offset, name in ((0, "exp_avg"), (2 * n, "exp_avg_sq")):
+        placed = block[offset : offset + 2 * n].view(np.uint16)
+        placed[:] = opt.raw_state[name]["a"]
+        opt.raw_state[name]["a"] = placed  # b's float16 values begin where exp_avg_sq ends
+    opt.update(params, grads)  # raised ValueError: params['a'] and params['b'] share memory
+    alone.update(separate, grads)
+    assert np.array_equal(params["a"], separate["a"])

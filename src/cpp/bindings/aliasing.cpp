@@ -42,10 +42,14 @@ std::vector<Written> sorted_ranges(const Scratch& scratch) {
     const Dtype dtype = scratch.origins[t].dtype;
     ranges.push_back(range_of(task.ops.param, task.size, dtype, t));
     const Mixed* mixed = task.ops.mixed;
+    // A task without a Mixed stores its states natively, but for the bf16_states kernel's: half
+    // the bytes of float32 ones (sized as float32, the range ran past the array into other keys').
+    const StateFormat unmixed =
+        scratch.origins[t].bf16_states ? StateFormat::kBFloat16 : StateFormat::kNative;
     for (int s = 0; s < kMaxStates; ++s) {
       const void* state = task.ops.state[s];
       if (state == nullptr) continue;
-      const StateFormat format = mixed != nullptr ? mixed->state_format[s] : StateFormat::kNative;
+      const StateFormat format = mixed != nullptr ? mixed->state_format[s] : unmixed;
       ranges.push_back(bytes_range(state, state_bytes(format, dtype, task.size), t));
       if (format == StateFormat::kInt8)
         ranges.push_back(bytes_range(mixed->absmax[s], 4 * absmax_count(task.size), t));

@@ -167,7 +167,8 @@ void Planner::add_key(PyObject* key, PyObject* value) {
   if (param.size > 0) {
     if (grad_converted) note_source(source, param_array, param.layout);
     scratch_.tasks.push_back(task);
-    scratch_.origins.push_back({key, param.dtype, grad_dtype, grad_converted});
+    scratch_.origins.push_back(
+        {key, param.dtype, grad_dtype, grad_converted, task.fn == row->bf16_states});
     plan_.total += param.size;
     plan_.work_ns += static_cast<double>(param.size) * runtime::ns_per_element(row_, param.dtype);
   }

@@ -21,6 +21,7 @@ struct TaskOrigin {
   Dtype dtype;       // the param's (its states are compute_of(dtype))
   Dtype grad_dtype;  // the grad's, as the kernel reads it
   bool converted;    // its grad was converted or copied here: not what the caller passed
+  bool bf16_states;  // every state is bfloat16 bits, with no Mixed (the row's bf16_states kernel)
 };
 
 // A grad that validation converted (or copied) from an ndarray: where its source lies, so that
