@@ -127,11 +127,9 @@ def close(a: Any, b: Any, rtol: float, what: str) -> None:
     if a.dtype.itemsize == 2:
         a, b = a.astype(np.float32), b.astype(np.float32)
     if rtol == 0:
-        check(
-            np.array_equal(a, b, equal_nan=True),
-            f"{what}: not bit-identical, max diff "
-            f"{np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))}",
-        )
+        if not np.array_equal(a, b, equal_nan=True):
+            gap = np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))
+            raise Failed(f"{what}: not bit-identical, max diff {gap}")
     else:
         scale = max(1e-300, float(np.max(np.abs(b))) if b.size else 1.0)
         diff = float(np.max(np.abs(a - b))) / scale if a.size else 0.0
@@ -245,7 +243,8 @@ def _nonfinite(mode: str, clip: float | None) -> None:
             try:
                 sharded.update(mine, g)
             except FloatingPointError as error:
-                check("W2" in str(error), f"the error does not name the key: {error}")
+                named = "W2" in str(error) and "average" in str(error)
+                check(named, f"the error does not say it is the average's, of which key: {error}")
             else:
                 raise Failed("no FloatingPointError on this process")
             check(digest(mine) == digest(before), "params changed by a raising update")
@@ -296,9 +295,7 @@ def _bad_input(spoil: Callable[[dict, dict], None], expected: type, named: str) 
         if RANK == N - 1:
             check(named in str(error), f"the error does not name {named!r}: {error}")
         else:
-            check(
-                f"on process {N - 1}" in str(error), f"the error does not name the process: {error}"
-            )
+            check(f"process {N - 1}" in str(error), f"the error does not name the process: {error}")
     else:
         raise Failed(f"no {expected.__name__} on this process")
     check(digest(mine) == digest(before), "params changed by a failed update")
@@ -496,6 +493,207 @@ def _tensors() -> None:
         sharded.update(mine, {k: torch.from_numpy(v) for k, v in grads(params, step, RANK).items()})
         ref.update(ref_params, average(params, step))
     agree_with(sharded, ref, {k: v.numpy() for k, v in mine.items()}, ref_params, 0.0)
+
+
+# ---- the adversarial pass's findings (each failed before its fix) ----
+
+
+@scenario("apply-fails-on-one-process")
+def _apply_fails() -> None:
+    """The update itself fails on one process after every check passed (no memory for new state,
+    a signal): every process raises, none waits in the all-gather, and the Sharded refuses to go
+    on with processes whose states now differ."""
+    params = model()
+    sharded, mine = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), clone(params)
+    sharded.update(mine, grads(params, 0, RANK))
+    inner = sharded.optimizer
+    real = inner._update
+    if RANK == N - 1:
+
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("check_only"):
+                return real(*args, **kwargs)
+            raise MemoryError("no memory for the new state")
+
+        inner._update = failing
+    try:
+        sharded.update(mine, grads(params, 1, RANK))
+    except (MemoryError, RuntimeError):
+        pass
+    else:
+        raise Failed("no error on this process")
+    inner._update = real
+    try:
+        sharded.update(mine, grads(params, 2, RANK))
+    except RuntimeError as error:
+        check("checkpoint" in str(error), f"the refusal does not say what to do: {error}")
+    else:
+        raise Failed("a Sharded whose processes differ went on updating")
+
+
+def _wide_grads(param_dtype: Any, grad_dtype: Any) -> None:
+    """Grads wider than their params (float32 for bfloat16, float64 for float32) are averaged in
+    their own dtype, as one process given the average reads them: not rounded to the params'."""
+    rng = np.random.default_rng(5)
+    params = {"a": rng.standard_normal(3000).astype(param_dtype),
+              "b": rng.standard_normal((30, 20)).astype(param_dtype)}  # fmt: skip
+    sharded, ref = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), optim.Adam(lr=1e-2)
+    mine, ref_params = clone(params), clone(params)
+    for step in range(3):
+        every = [grads(params, step, q) for q in range(N)]
+        # Values of the grads' dtype that the params' dtype cannot hold.
+        every = [{k: (v.astype(np.float64) * (1e4 / 3)).astype(grad_dtype) for k, v in g.items()}
+                 for g in every]  # fmt: skip
+        sharded.update(mine, every[RANK])
+        average = {}
+        for k in params:
+            total = every[0][k].copy()
+            for g in every[1:]:
+                total = total + g[k]
+            average[k] = total / np.asarray(N, grad_dtype)
+        ref.update(ref_params, average)
+    agree_with(sharded, ref, mine, ref_params, 0.0)
+
+
+scenario("wide-grads-bfloat16-float32")(
+    lambda: _wide_grads(__import__("ml_dtypes").bfloat16, np.float32)
+)
+scenario("wide-grads-float16-float32")(lambda: _wide_grads(np.float16, np.float32))
+scenario("wide-grads-float32-float64")(lambda: _wide_grads(np.float32, np.float64))
+
+
+class _Interrupting(dict):
+    def __getitem__(self, key: Any) -> Any:
+        raise KeyboardInterrupt
+
+
+@scenario("keyboard-interrupt-on-one-process")
+def _interrupt() -> None:
+    params = model()
+    sharded, mine = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), clone(params)
+    sharded.update(mine, grads(params, 0, RANK))
+    before = clone(mine)
+    g: dict = grads(params, 1, RANK)
+    if RANK == N - 1:
+        g = _Interrupting(g)
+    try:
+        sharded.update(mine, g)
+    except KeyboardInterrupt:
+        check(RANK == N - 1, "KeyboardInterrupt on a process that was not interrupted")
+    except RuntimeError as error:
+        check("KeyboardInterrupt" in str(error), f"does not say what happened: {error}")
+    else:
+        raise Failed("no error on this process")
+    check(digest(mine) == digest(before), "params changed")
+    sharded.update(mine, grads(params, 1, RANK))  # and it goes on
+
+
+@scenario("per-key-differs")
+def _per_key_differs() -> None:
+    """per_key settings that select other keys on one process are refused everywhere."""
+    prefix = "W" if RANK == N - 1 and N > 1 else "b"
+    opt = optim.AdamW(per_key={fastopt.where(lambda k: k.startswith(prefix)): {"weight_decay": 0}})
+    params = model()
+    sharded, mine = Sharded(opt, bucket_bytes=1000), clone(params)
+    try:
+        sharded.update(mine, grads(params, 0, RANK))
+    except ValueError as error:
+        check(N > 1 and "settings" in str(error), f"{error}")
+    else:
+        check(N == 1, "per_key settings that differ were accepted")
+
+
+@scenario("reshaped-param-refused")
+def _reshaped() -> None:
+    params = model()
+    sharded, mine = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), clone(params)
+    sharded.update(mine, grads(params, 0, RANK))
+    before, state = clone(mine), sharded.state_dict()
+    bent = dict(mine, W1=mine["W1"].reshape(30, 70))
+    try:
+        sharded.update(bent, dict(grads(params, 1, RANK), W1=np.ones((30, 70))))
+    except ValueError as error:
+        check("W1" in str(error) and "(70, 30)" in str(error), f"{error}")
+    else:
+        raise Failed("a reshaped param took the state of another shape")
+    check(digest(mine) == digest(before), "params changed")
+    check(_same_state(sharded.state_dict(), state), "state changed")
+
+
+@scenario("removed-key-refused")
+def _removed() -> None:
+    params = model()
+    sharded, mine = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), clone(params)
+    sharded.update(mine, grads(params, 0, RANK))
+    state = sharded.state_dict()
+    fewer = {k: v for k, v in mine.items() if k != "b1"}
+    try:
+        sharded.update(fewer, grads(fewer, 1, RANK))
+    except ValueError as error:
+        check("b1" in str(error) and "every key with state" in str(error), f"{error}")
+    else:
+        raise Failed("a key with state was dropped")
+    check(_same_state(sharded.state_dict(), state), "state changed")
+
+
+@scenario("load-transposed-state-refused")
+def _load_transposed() -> None:
+    params = model()
+    sharded, _, mine, _ = run(lambda: optim.Adam(lr=1e-2), params, 1)
+    whole = sharded.state_dict()
+    whole["state"]["exp_avg"]["W1"] = whole["state"]["exp_avg"]["W1"].T.copy()
+    state = sharded.state_dict()
+    try:
+        sharded.load_state_dict(whole)
+    except ValueError as error:
+        check("W1" in str(error), f"{error}")
+    else:
+        raise Failed("a state of another shape was loaded")
+    check(_same_state(sharded.state_dict(), state), "state changed")
+
+
+@scenario("load-int8-without-params")
+def _load_int8() -> None:
+    """A file whose int8 state keeps a 1024-element array whole loads without params into a
+    Sharded whose last layout cut that array (made under another state_format)."""
+    path = os.path.join(ARGS.dir, "int8.npz")
+    params = {"a": np.random.default_rng(1).standard_normal(1024).astype(np.float32)}
+    make = lambda: optim.Adam(lr=1e-2, state_format="int8", compact_min_size=1024)  # noqa: E731
+    written, _, mine, _ = run(make, params, 2)
+    written.save(path, mine)
+    other, theirs = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), clone(params)
+    other.update(theirs, grads(params, 0, RANK))
+    theirs = clone(mine)
+    other.load(path)  # no params: the layout is the last update's, cut anew for the file's
+    for step in (2, 3):
+        written.update(mine, grads(params, step, RANK))
+        other.update(theirs, grads(params, step, RANK))
+    same, same_state = (
+        digest(theirs) == digest(mine),
+        _same_state(other.state_dict(), written.state_dict()),
+    )
+    check(same and same_state, "the loaded Sharded does not go on as the one that wrote the file")
+
+
+@scenario("empty-arrays")
+def _empty_arrays() -> None:
+    """An empty array's (empty) state is kept, as one process keeps it: the files are alike."""
+    params = dict(model(), e=np.zeros((0, 5)), f=np.zeros(0))
+    run(lambda: optim.Adam(lr=1e-2), params, 2)
+
+
+@scenario("object-keys-named")
+def _object_keys() -> None:
+    """Keys whose repr differs between processes (an object's default repr holds its address)
+    are refused, naming the key and why."""
+    key = object() if N > 1 else "same"
+    params = {key: np.ones(10)}
+    try:
+        Sharded(optim.Adam()).update(params, {key: np.ones(10)})
+    except ValueError as error:
+        check("repr" in str(error) and "object" in str(error), f"{error}")
+    else:
+        check(N == 1, "keys whose reprs differ were accepted")
 
 
 def main() -> None:

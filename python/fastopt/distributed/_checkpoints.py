@@ -64,12 +64,15 @@ class Checkpoints:
         mine: dict[str, Any] = {}
         layout, key = self._layout, self._layout_key
         try:
+            # The layout of the params given, or of those of the last update, cut as the state
+            # layout the loaded state brings (state_format, compact_min_size) wants.
+            settings = dict(opt.__dict__, **state.get("hyperparameters", {}))
+            entries = None if layout is None else layout.entries
             if params is not None:
-                inputs = Inputs(params)
-                key = (fingerprint(inputs.entries), None, None)
-                # The state layout (state_format, compact_min_size) the loaded state brings.
-                settings = dict(opt.__dict__, **state.get("hyperparameters", {}))
-                layout = Layout(inputs.entries, self.size, min_piece(settings), self.bucket_bytes)
+                entries = Inputs(params).entries
+                key = (fingerprint(entries), None, None)
+            if entries is not None:
+                layout = Layout(entries, self.size, min_piece(settings), self.bucket_bytes)
             arrays = state.get("state") if isinstance(state, dict) else None
             if not isinstance(arrays, dict):
                 raise ValueError("the state dict's 'state' must be a dict")
@@ -84,14 +87,14 @@ class Checkpoints:
                 mine = cut(layout, self.rank, arrays)
             local = dict(state)
             local["state"] = mine
-        except Exception as caught:
+        except BaseException as caught:
             error = caught
         marks = agree(comm, error, key and key[0])
-        same_everywhere([(mark, None) for mark in marks])
+        same_everywhere(marks, "params (layouts)", "every process loads with the same params")
         backup = opt.state_dict()
         try:
             opt.load_state_dict(local)
-        except Exception as caught:
+        except BaseException as caught:
             error = caught
         try:
             agree(comm, error)
@@ -113,7 +116,7 @@ class Checkpoints:
         if state is not None:
             try:
                 write(path, state, params)
-            except Exception as caught:
+            except BaseException as caught:
                 error = caught
         agree(self.comm, error)
 
@@ -127,14 +130,14 @@ class Checkpoints:
         if self.rank == 0:
             try:
                 payload = read(path)
-            except Exception as caught:
+            except BaseException as caught:
                 error = caught
         agree(self.comm, error)
         state, saved = self.comm.bcast(payload, root=0)
         try:
             if params is not None:
                 check_params(path, self.optimizer, state, params, saved)
-        except Exception as caught:
+        except BaseException as caught:
             error = caught
         agree(self.comm, error)
         try:

@@ -62,9 +62,10 @@ def reduce_scatter(
     recv: np.ndarray, widened: np.ndarray,
 ) -> None:  # fmt: skip
     """This process's shard of the average of every process's ``grads`` (flat views, by entry),
-    into ``out`` (group.accum), bucket by bucket."""
+    into ``out``, bucket by bucket. The grads travel in the dtype of ``send`` and ``recv`` (see
+    wire_dtype); ``out`` is float32 when that is a half one, else the same."""
     ranks, me = comm.Get_size(), comm.Get_rank()
-    kind = _WIRE[group.dtype.itemsize]
+    kind = _WIRE[send.dtype.itemsize]
     for bucket in group.buckets:
         mine = bucket.counts[me]
         received = [p * mine for p in range(ranks)]
@@ -80,7 +81,8 @@ def reduce_scatter(
             [_wire(send), sends, bucket.displs, kind], [_wire(recv), receives, received, kind]
         )
         parts = [recv[at : at + mine] for at in received]
-        _average(parts, out[bucket.at : bucket.at + mine], widened[:mine] if group.half else None)
+        half = send.dtype.itemsize == 2
+        _average(parts, out[bucket.at : bucket.at + mine], widened[:mine] if half else None)
 
 
 def _average(parts: list[np.ndarray], total: np.ndarray, widened: np.ndarray | None) -> None:
@@ -101,11 +103,12 @@ def _average(parts: list[np.ndarray], total: np.ndarray, widened: np.ndarray | N
 
 
 def all_gather(comm: Any, group: Group, params: list[Any], buffer: np.ndarray) -> None:
-    """Every process's updated part of the params (flat views, by entry) into every process's."""
+    """Every process's updated part of the params (flat views, by entry) into every process's,
+    through ``buffer`` (of the params' dtype)."""
     ranks, me = comm.Get_size(), comm.Get_rank()
     if ranks == 1:
         return
-    kind = _WIRE[group.dtype.itemsize]
+    kind = _WIRE[buffer.dtype.itemsize]
     for bucket in group.buckets:
         _pack(buffer, bucket.displs[me], bucket.copies[me], params)
         comm.Allgatherv(MPI.IN_PLACE, [_wire(buffer), bucket.counts, bucket.displs, kind])
@@ -118,31 +121,62 @@ def agree(comm: Any, error: BaseException | None, value: Any = None) -> list[Any
     """Every process's ``value``, in rank order, once every process has got here without an error.
     If any process reports one, every process raises: its own error where it has one, else the
     first failing process's, as the same built-in type with the message prefixed by its rank."""
-    reported = None if error is None else (type(error).__name__, str(error))
+    reported = None if error is None else (_builtin_base(error), type(error).__name__, str(error))
     replies = comm.allgather((reported, value))
     for rank, (failure, _) in enumerate(replies):
         if failure is None:
             continue
         if error is not None:
             raise error
-        name, message = failure
-        kind = getattr(builtins, name, None)
-        if not (isinstance(kind, type) and issubclass(kind, Exception)):
-            kind = RuntimeError
-        raise kind(f"on process {rank}: {name}: {message}")
+        base, name, message = failure
+        raise getattr(builtins, base)(f"on process {rank}: {name}: {message}")
     return [value for _, value in replies]
 
 
-def same_everywhere(marks: list[tuple[Any, Any]]) -> None:
-    """Raise on every process when the processes' layouts or settings differ (every process has
-    every mark, so every process raises the same error)."""
-    for name, position in (("params (keys, shapes, dtypes or memory orders)", 0),
-                           ("optimizers (settings or step counts)", 1)):  # fmt: skip
-        values = [mark[position] for mark in marks]
-        for rank, value in enumerate(values):
-            if value != values[0]:
-                raise ValueError(
-                    f"the processes' {name} differ: on process {rank} they differ from process "
-                    "0's; "
-                    "every process must update the same model with the same optimizer"
-                )
+def _builtin_base(error: BaseException) -> str:
+    """The nearest built-in Exception class of ``error`` (CheckpointError: ValueError), or
+    RuntimeError for what is not an Exception (KeyboardInterrupt, SystemExit on one process:
+    the others raise, and do not wait for it)."""
+    for kind in type(error).__mro__:
+        if getattr(builtins, kind.__name__, None) is kind and issubclass(kind, Exception):
+            return kind.__name__
+    return "RuntimeError"
+
+
+def wire_dtype(param: np.dtype[Any], grads: Any) -> np.dtype[Any]:
+    """The dtype a group's grads travel and are summed in: the param's, or the widest of the
+    grads' float dtypes when one is wider (float32 grads of bfloat16 params go as float32, so the
+    average one process would take of them is not rounded to bfloat16 first); two different
+    half dtypes meet in float32. ``grads``: the grads' dtypes, of every process."""
+    dtypes = {param} | {np.dtype(d) for d in grads if np.dtype(d).kind == "f" or is_bfloat16(d)}
+    widest = max(d.itemsize for d in dtypes)
+    if len(dtypes) == 1:
+        return param
+    if widest == 2:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64) if widest == 8 else np.dtype(np.float32)
+
+
+def same_everywhere(values: list[Any], what: str, advice: str) -> None:
+    """Raise on every process when the processes' ``values`` (one each, in rank order) differ,
+    naming the first difference from process 0's (every process has every value, so every
+    process raises the same error)."""
+    for rank, value in enumerate(values):
+        if value == values[0]:
+            continue
+        mine, first = value, values[0]
+        if isinstance(value, list) and isinstance(first, list):  # entry by entry: the first
+            at = next((i for i, (a, b) in enumerate(zip(value, first)) if a != b),
+                      min(len(value), len(first)))  # fmt: skip
+            mine = value[at] if at < len(value) else "nothing"
+            first = values[0][at] if at < len(values[0]) else "nothing"
+            what = f"{what}, at #{at}"
+        raise ValueError(
+            f"the processes' {what} differ: process {rank} has {_short(mine)} where process 0 "
+            f"has {_short(first)}; {advice}"
+        )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 300 else text[:297] + "..."

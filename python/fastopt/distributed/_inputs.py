@@ -23,7 +23,7 @@ _PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16
 class Inputs:
     """The entries (layout), flat param and grad views by entry, and the param tensors."""
 
-    __slots__ = ("entries", "params", "grads", "tensors")
+    __slots__ = ("entries", "params", "grads", "tensors", "grad_dtypes")
 
     def __init__(self, params: Any, grads: Any = None) -> None:
         """``grads`` None: the params alone (their layout), as a load reads them."""
@@ -37,12 +37,15 @@ class Inputs:
         self.params: list[np.ndarray] = []
         self.grads: list[np.ndarray] = []
         self.tensors: list[Any] = []
+        # The grads' dtypes by param dtype: what the grads of each group travel in depends on them.
+        self.grad_dtypes: dict[np.dtype[Any], set[np.dtype[Any]]] = {}
         for key, value in params.items():
             entry, flat = self._param(key, value)
             self.entries.append(entry)
             self.params.append(flat)
             if grads is not None:
                 self.grads.append(_grad(key, grads, entry))
+                self.grad_dtypes.setdefault(entry.dtype, set()).add(self.grads[-1].dtype)
         _refuse_shared_memory(self.entries, self.params)
 
     def _param(self, key: Any, value: Any) -> tuple[Entry, np.ndarray]:

@@ -67,9 +67,6 @@ class Group:
         bucket_bytes: int,
     ) -> None:
         self.dtype = dtype
-        self.half = dtype.itemsize == 2
-        # The sum of half grads is widened to float32 (see _collectives.reduce_scatter).
-        self.accum = np.dtype(np.float32) if self.half else dtype
         self.indices = [index for index, _ in entries]
         sizes = [entry.size for _, entry in entries]
         self.offsets = [0]
@@ -87,10 +84,18 @@ class Group:
 
     def _pieces(self, rank: int, entries: list[tuple[int, Entry]]) -> list[Piece]:
         start, stop = self.bounds[rank], self.bounds[rank + 1]
-        return [
+        pieces = [
             Piece(entries[k][1].key, self.indices[k], lo, hi, at)
             for k, lo, hi, at in self._spans(start, stop)
         ]
+        # An empty array has no element to cut, but its (empty) state is kept, as one process
+        # keeps it: by the process whose shard its place in the buffer falls in.
+        last = len(self.bounds) - 2
+        for k, (index, entry) in enumerate(entries):
+            offset = self.offsets[k]
+            if entry.size == 0 and min(bisect.bisect_right(self.bounds, offset) - 1, last) == rank:
+                pieces.append(Piece(entry.key, index, 0, 0, offset - start))
+        return sorted(pieces, key=lambda piece: piece.index)
 
     def _spans(self, start: int, stop: int) -> list[tuple[int, int, int, int]]:
         """The virtual range [start, stop) as (position in the group, lo, hi, offset from start)
@@ -157,16 +162,16 @@ class Layout:
     def pieces(self, rank: int) -> list[tuple[Group, Piece]]:
         return [(group, piece) for group in self.groups for piece in group.pieces[rank]]
 
-    def sent_bytes(self, rank: int) -> dict[str, int]:
+    def sent_bytes(self, rank: int, wires: list[int]) -> dict[str, int]:
         """The bytes this process sends to others in one update, by collective: the reduce-scatter
-        sends every other process its part of each bucket; the all-gather sends each of them this
-        process's part (as one allreduce would: 2 (N-1)/N of the params, for equal shards)."""
+        sends every other process its part of each bucket (``wires``: each group's grads' bytes
+        per element); the all-gather sends each of them this process's part (as one allreduce
+        would: 2 (N-1)/N of the params, for equal shards)."""
         scatter = gather = 0
-        for group in self.groups:
-            item = group.dtype.itemsize
+        for group, wire in zip(self.groups, wires):
             for bucket in group.buckets:
-                scatter += item * (sum(bucket.counts) - bucket.counts[rank])
-                gather += item * bucket.counts[rank] * (self.ranks - 1)
+                scatter += wire * (sum(bucket.counts) - bucket.counts[rank])
+                gather += group.dtype.itemsize * bucket.counts[rank] * (self.ranks - 1)
         return {"reduce_scatter": scatter, "all_gather": gather}
 
 

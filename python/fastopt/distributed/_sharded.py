@@ -31,23 +31,29 @@ from .._checks import count
 from .._compact import state_bytes
 from .._tensors import written
 from ._checkpoints import Checkpoints
-from ._collectives import agree, all_gather, reduce_scatter, same_everywhere
+from ._collectives import agree, all_gather, reduce_scatter, same_everywhere, wire_dtype
 from ._inputs import Inputs
 from ._layout import Group, Layout, fingerprint, min_piece
 from ._state import assemble, cut
 
 
 class _Buffers:
-    """One group's buffers, made with its layout and kept: the shard's averaged grads, and the
-    bucket buffers the collectives pack into (bounded by bucket_bytes, whatever the model)."""
+    """One group's buffers, kept while its layout and wire dtype stand: the shard's averaged
+    grads, and the bucket buffers the collectives pack into (bounded by bucket_bytes, whatever
+    the model). The all-gather packs the params into the send buffer's memory."""
 
-    def __init__(self, group: Group, rank: int, ranks: int) -> None:
+    def __init__(self, group: Group, rank: int, ranks: int, wire: np.dtype[Any]) -> None:
         totals = [sum(bucket.counts) for bucket in group.buckets] or [0]
         mine = max([bucket.counts[rank] for bucket in group.buckets] or [0])
-        self.shard = np.empty(group.shard_size(rank), group.accum)
-        self.send = np.empty(max(totals), group.dtype)
-        self.recv = np.empty(ranks * mine, group.dtype)
-        self.widened = np.empty(mine if group.half else 0, np.float32)
+        self.wire = wire
+        half = wire.itemsize == 2
+        self.shard = np.empty(group.shard_size(rank), np.float32 if half else wire)
+        self.send = np.empty(max(totals), wire)
+        self.recv = np.empty(ranks * mine, wire)
+        self.widened = np.empty(mine if half else 0, np.float32)
+        # wire is never narrower than the params' dtype: their bucket fits in send's bytes.
+        self.gather = self.send.view(np.uint8)[: max(totals) * group.dtype.itemsize]
+        self.gather = self.gather.view(group.dtype)
 
 
 class Sharded(Checkpoints):
@@ -90,6 +96,7 @@ class Sharded(Checkpoints):
         self._layout: Layout | None = None
         self._layout_key: Any = None
         self._buffers: list[_Buffers] = []
+        self._broken: str | None = None  # why updates are refused (a failure mid-update)
         # Seconds of the last update by phase ("reduce_scatter", "update", "all_gather", "total").
         self.timings: dict[str, float] = {}
 
@@ -113,7 +120,9 @@ class Sharded(Checkpoints):
 
     def sent_bytes(self) -> dict[str, int]:
         """Bytes this process sends per update, by collective ({} before the first update)."""
-        return {} if self._layout is None else self._layout.sent_bytes(self.rank)
+        if self._layout is None:
+            return {}
+        return self._layout.sent_bytes(self.rank, [b.wire.itemsize for b in self._buffers])
 
     def shard(self) -> dict[Any, tuple[int, int]]:
         """This process's part of each array it holds part of: {key: (first, end)}, elements of
@@ -133,19 +142,12 @@ class Sharded(Checkpoints):
             self._update(params, grads)
 
     def _update(self, params: dict[Any, Any], grads: Any) -> None:
+        if self._broken is not None:
+            raise RuntimeError(self._broken)
         clock = time.perf_counter
         begun = clock()
         opt, comm = self.optimizer, self.comm
-        inputs, error = None, None
-        try:
-            inputs = Inputs(params, grads)
-        except Exception as caught:  # reported to every process by agree()
-            error = caught
-        mark = None if inputs is None else fingerprint(inputs.entries)
-        marks = agree(comm, error, (mark, _settings(opt)))
-        same_everywhere(marks)
-        assert inputs is not None
-        self._follow(inputs)
+        inputs = self._agree_on_inputs(params, grads)
         scattered = clock()
         layout = self._layout
         assert layout is not None
@@ -154,29 +156,15 @@ class Sharded(Checkpoints):
                            buffers.recv, buffers.widened)  # fmt: skip
         updating = clock()
         shard_params, shard_grads = self._shard(inputs)
-        verdict, partial = True, None
-        try:
-            if opt.max_grad_norm is not None:
-                partial = _core.sum_of_squares([b.shard for b in self._buffers])
-            local = None if partial is None else math.sqrt(partial)
-            verdict = opt._update(shard_params, shard_grads, norm=local, check_only=True)
-        except Exception as caught:
-            error = caught
-        replies = agree(comm, error, (verdict, partial))
-        norm = None
-        if opt.max_grad_norm is not None:
-            total = 0.0
-            for _, value in replies:  # in rank order: the same sum on every process
-                total += value
-            norm = math.sqrt(total)
-        if not all(verdict for verdict, _ in replies):  # nonfinite="skip": skipped everywhere
+        norm, made = self._agree_on_update(shard_params, shard_grads)
+        if not made:  # nonfinite="skip" and some process's part of the average is not finite
             opt.last_grad_norm = norm
             opt.skipped_updates += 1
             return
-        opt._update(shard_params, shard_grads, norm=norm, known_finite=True)
+        self._apply(shard_params, shard_grads, norm)
         gathering = clock()
         for group, buffers in zip(layout.groups, self._buffers):
-            all_gather(comm, group, inputs.params, buffers.send)
+            all_gather(comm, group, inputs.params, buffers.gather)
         for entry, flat in zip(inputs.entries, inputs.params):
             if entry.scalar:
                 params[entry.key] = np.float64(flat[0])
@@ -188,6 +176,87 @@ class Sharded(Checkpoints):
             "all_gather": done - gathering,
             "total": done - begun,
         }
+
+    def _agree_on_inputs(self, params: dict[Any, Any], grads: Any) -> Inputs:
+        """The first agreement: every process's params and grads readable, of the same layout,
+        with the same optimizer settings; the layout (and the buffers) made to fit them."""
+        opt, inputs, error = self.optimizer, None, None
+        try:
+            inputs = Inputs(params, grads)
+            mark = (fingerprint(inputs.entries), _settings(opt, params), inputs.grad_dtypes)
+        except BaseException as caught:  # reported to every process by agree()
+            error, mark = caught, None
+        marks = agree(self.comm, error, mark)
+        assert inputs is not None
+        self._same_everywhere(inputs, marks)
+        wanted: dict[Any, set[Any]] = {}
+        for _, _, dtypes in marks:
+            for dtype, found in dtypes.items():
+                wanted.setdefault(dtype, set()).update(found)
+        self._follow(inputs)
+        assert self._layout is not None
+        for index, group in enumerate(self._layout.groups):
+            wire = wire_dtype(group.dtype, wanted.get(group.dtype, ()))
+            if self._buffers[index].wire != wire:
+                self._buffers[index] = _Buffers(group, self.rank, self.size, wire)
+        return inputs
+
+    def _same_everywhere(self, inputs: Inputs, marks: list[Any]) -> None:
+        """Raise on every process when the processes' layouts or settings differ, naming the
+        first difference (its description is gathered then: the marks hold only digests)."""
+        if any(mark[0] != marks[0][0] for mark in marks):
+            described = [(repr(e.key), e.shape, str(e.dtype), e.order) for e in inputs.entries]
+            same_everywhere(self.comm.allgather(described), "params (key, shape, dtype, order)",
+                            "keys must be equal, with equal reprs, on every process")  # fmt: skip
+        same_everywhere([mark[1] for mark in marks], "optimizers (step count, settings)",
+                        "change settings on every process alike")  # fmt: skip
+
+    def _agree_on_update(self, params: dict[Any, Any], grads: dict[Any, Any]) -> tuple[Any, bool]:
+        """The second agreement, before anything is written: every process's shard validated by
+        the wrapped optimizer (check_only), its non-finite verdict, and its sum of squares.
+        (global norm or None, whether every process makes the update)."""
+        opt, verdict, partial = self.optimizer, True, None
+        error: BaseException | None = None
+        try:
+            if opt.max_grad_norm is not None:
+                partial = _core.sum_of_squares([b.shard for b in self._buffers])
+            local = None if partial is None else math.sqrt(partial)
+            verdict = opt._update(params, grads, norm=local, check_only=True)
+        except FloatingPointError as caught:  # nonfinite="raise": say whose average it is
+            error = FloatingPointError(
+                f"the average of the processes' grads is not finite in the part process "
+                f"{self.rank} updates (any process's grads may hold the inf or nan): {caught}"
+            )
+        except BaseException as caught:
+            error = caught
+        replies = agree(self.comm, error, (verdict, partial))
+        norm = None
+        if opt.max_grad_norm is not None:
+            total = 0.0
+            for _, value in replies:  # in rank order: the same sum on every process
+                total += value
+            norm = math.sqrt(total)
+        return norm, all(made for made, _ in replies)
+
+    def _apply(self, params: dict[Any, Any], grads: dict[Any, Any], norm: Any) -> None:
+        """The update of this process's shard, then a third agreement: the check before it sees
+        all an update can raise but what only making new state can (no memory for it), or a
+        signal. Then the processes' states differ and nothing can undo it: every process raises,
+        and this Sharded refuses further updates (load a checkpoint into a new one)."""
+        error = None
+        try:
+            self.optimizer._update(params, grads, norm=norm, known_finite=True)
+        except BaseException as caught:
+            error = caught
+        try:
+            agree(self.comm, error)
+        except BaseException as failed:
+            self._broken = (
+                f"a process failed during the update, after the others had updated their shards "
+                f"({type(failed).__name__}: {failed}); the processes' params and states now "
+                "differ: load a checkpoint into a new Sharded"
+            )
+            raise
 
     def _shard(self, inputs: Inputs) -> tuple[dict[Any, Any], dict[Any, Any]]:
         """The wrapped optimizer's params and grads: this process's pieces, flat views."""
@@ -217,6 +286,8 @@ class Sharded(Checkpoints):
             whole = own if old is None else assemble(old, self.comm.allgather(own))
             error, mine = None, None
             try:
+                if old is not None:
+                    _same_params(old, layout, whole)
                 mine = cut(layout, self.rank, whole)
             except ValueError as caught:
                 error = ValueError(f"the params changed since the state was made: {caught}")
@@ -227,14 +298,32 @@ class Sharded(Checkpoints):
     def _set_layout(self, layout: Layout | None, key: Any) -> None:
         self._layout, self._layout_key = layout, key
         self._buffers = [] if layout is None else [
-            _Buffers(group, self.rank, self.size) for group in layout.groups
+            _Buffers(group, self.rank, self.size, group.dtype) for group in layout.groups
         ]  # fmt: skip
 
 
-def _settings(opt: Optimizer) -> str:
-    """What must be the same on every process: the step count, hyperparameters and counters."""
+def _settings(opt: Optimizer, params: dict[Any, Any]) -> str:
+    """What must be the same on every process: the step count, hyperparameters, counters and
+    options, and which keys have per_key settings of their own, and which (as resolved: a
+    where() predicate has no repr that two processes share)."""
     values = [getattr(opt, name) for name in opt._hyperparameters]
-    return repr((opt.steps, values, opt._state.counters, opt.max_grad_norm, opt.nonfinite))
+    own = None if opt._per_key is None else opt._per_key.groups(params)
+    per_key = None if own is None else [(repr(k), settings) for k, settings in own.items()]
+    return repr((opt.steps, values, opt._state.counters, opt.max_grad_norm, opt.nonfinite, per_key))
+
+
+def _same_params(old: Layout, new: Layout, whole: dict[str, Any]) -> None:
+    """A key with state keeps its shape and dtype under a new layout (as one process requires);
+    its memory order, its place among the keys, and new keys beside it may change."""
+    before = {entry.key: entry for entry in old.entries}
+    after = {entry.key: entry for entry in new.entries}
+    for key in {key: None for arrays in whole.values() for key in arrays}:
+        was, now = before.get(key), after.get(key)
+        if was is not None and now is not None and (was.shape, was.dtype) != (now.shape, now.dtype):
+            raise ValueError(
+                f"params[{key!r}] is {now.dtype}{now.shape} but its optimizer state was made for "
+                f"{was.dtype}{was.shape}"
+            )
 
 
 def _has_arrays(opt: Optimizer) -> bool:

@@ -68,13 +68,19 @@ def cut(layout: Layout, rank: int, state: Mapping[str, Mapping[Hashable, Any]]) 
             entry = entries.get(key)
             if entry is None:
                 raise ValueError(
-                    f"state[{name!r}] holds key {key!r}, which is not among the params sharded"
+                    f"params has no key {key!r}, which has optimizer state ({name!r}): every "
+                    "update of a Sharded includes every key with state (its pieces are cut by "
+                    "the layout of all the keys)"
                 )
             array = np.asarray(value)
-            if array.size != _whole_size(name, entry):
+            absmax = name.endswith(ABSMAX)
+            if array.size != _whole_size(name, entry) or not (absmax or array.shape == entry.shape):
                 raise ValueError(
-                    f"state[{name!r}][{key!r}] has {array.size} elements; params[{key!r}] of "
-                    f"shape {entry.shape} needs {_whole_size(name, entry)}"
+                    f"state[{name!r}][{key!r}] has shape {array.shape}; params[{key!r}] of shape "
+                    f"{entry.shape} needs "
+                    + (
+                        f"{_whole_size(name, entry)} elements" if absmax else f"{entry.shape}"
+                    )  # fmt: skip
                 )
             piece = pieces.get(key)
             if piece is not None:
