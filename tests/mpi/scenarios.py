@@ -696,6 +696,121 @@ def _object_keys() -> None:
         check(N == 1, "keys whose reprs differ were accepted")
 
 
+# ---- the second adversarial pass's findings ----
+
+
+def _odd_grads(param_dtype: Any, make_grad: Any, wire: Any) -> None:
+    """Grads that are neither floats of the params' dtype nor wider halves: averaged in what one
+    process reads them as (longdouble as float64; ints as float32 for half params)."""
+    rng = np.random.default_rng(9)
+    params = {"a": rng.standard_normal(700).astype(param_dtype)}
+    sharded, ref = Sharded(optim.SGD(lr=1e-3), bucket_bytes=1000), optim.SGD(lr=1e-3)
+    mine, ref_params = clone(params), clone(params)
+    every = [{"a": make_grad(q)} for q in range(N)]
+    sharded.update(mine, every[RANK])
+    total = every[0]["a"].astype(wire)
+    for g in every[1:]:
+        total = total + g["a"].astype(wire)
+    ref.update(ref_params, {"a": total / np.asarray(N, wire)})
+    agree_with(sharded, ref, mine, ref_params, 0.0)
+
+
+scenario("longdouble-grads")(
+    lambda: _odd_grads(
+        np.float64, lambda q: (np.arange(700, dtype=np.longdouble) + q) / 3, np.float64
+    )
+)
+scenario("int-grads-of-bfloat16-params")(
+    lambda: _odd_grads(
+        __import__("ml_dtypes").bfloat16, lambda q: np.full(700, 257 + q, np.int32), np.float32
+    )
+)
+scenario("int-grads-of-float16-params")(
+    lambda: _odd_grads(np.float16, lambda q: np.full(700, 70000 + q, np.int32), np.float32)
+)
+
+
+@scenario("int8-order-change-refused")
+def _int8_order() -> None:
+    make = lambda: optim.Adam(lr=1e-2, state_format="int8", compact_min_size=256)  # noqa: E731
+    params = {"a": np.random.default_rng(2).standard_normal((40, 30))}
+    sharded, mine = Sharded(make(), bucket_bytes=1000), clone(params)
+    sharded.update(mine, grads(params, 0, RANK))
+    state = sharded.state_dict()
+    turned = {"a": np.asfortranarray(mine["a"])}
+    try:
+        sharded.update(turned, grads(params, 1, RANK))
+    except ValueError as error:
+        check("order" in str(error) and "'a'" in str(error), f"{error}")
+    else:
+        raise Failed("int8 state followed a param into the other memory order")
+    check(_same_state(sharded.state_dict(), state), "state changed")
+
+
+@scenario("broken-refuses-to-save")
+def _broken_save() -> None:
+    params = model()
+    sharded, mine = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), clone(params)
+    sharded.update(mine, grads(params, 0, RANK))
+    path = os.path.join(ARGS.dir, "before-broken.npz")
+    sharded.save(path, mine)
+    inner, real = sharded.optimizer, sharded.optimizer._update
+    if RANK == N - 1:
+        inner._update = lambda *a, **k: real(*a, **k) if k.get("check_only") else 1 / 0
+    try:
+        sharded.update(mine, grads(params, 1, RANK))
+    except (ZeroDivisionError, RuntimeError):
+        pass
+    inner._update = real
+    try:
+        sharded.save(os.path.join(ARGS.dir, "broken.npz"), mine)
+    except RuntimeError as error:
+        check("differ" in str(error), f"{error}")
+    else:
+        raise Failed("a Sharded whose processes differ saved a checkpoint")
+    sharded.load(path, mine)  # the way back: the file's params and state everywhere
+    sharded.update(mine, grads(params, 1, RANK))
+    same_everywhere(mine)
+
+
+@scenario("settings-difference-named")
+def _settings_named() -> None:
+    lr = 0.2 if RANK == N - 1 and N > 1 else 0.1
+    opt = optim.SGD(lr=0.1, per_key={"W2": {"lr": lr}})
+    params = model()
+    try:
+        Sharded(opt).update(clone(params), grads(params, 0, RANK))
+    except ValueError as error:
+        check("per_key for 'W2'" in str(error), f"the key is not named: {error}")
+    else:
+        check(N == 1, "settings that differ were accepted")
+
+
+@scenario("ctrl-c-waits-for-the-step")
+def _ctrl_c() -> None:
+    """SIGINT on one process during an update takes effect once the update is over everywhere:
+    no process is left in a collective, and the params are the same on every process."""
+    import signal
+
+    class Signalling(dict):
+        def __getitem__(self, key: Any) -> Any:
+            if key == "W2":
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().__getitem__(key)
+
+    params = model()
+    sharded, mine = Sharded(optim.Adam(lr=1e-2), bucket_bytes=1000), clone(params)
+    g = grads(params, 0, RANK)
+    interrupted = False
+    try:
+        sharded.update(mine, Signalling(g) if RANK == N - 1 else g)
+    except KeyboardInterrupt:
+        interrupted = True
+    check(interrupted == (RANK == N - 1), f"interrupted here: {interrupted}")
+    check(sharded.steps == 1, f"the step was not made everywhere: steps {sharded.steps}")
+    same_everywhere(mine)
+
+
 def main() -> None:
     if ARGS.list:  # the names, for pytest (one process, no mpiexec needed)
         print("\n".join(SCENARIOS))

@@ -25,6 +25,13 @@ class Checkpoints:
     bucket_bytes: int
     _layout: Layout | None
     _layout_key: Any
+    _broken: str | None
+
+    def _refuse_if_broken(self) -> None:
+        """A Sharded whose processes' states differ (a failure mid-update) has no one state to
+        show or save: its pieces would mix two steps."""
+        if self._broken is not None:
+            raise RuntimeError(self._broken)
 
     def _set_layout(self, layout: Layout | None, key: Any) -> None:
         raise NotImplementedError
@@ -32,6 +39,7 @@ class Checkpoints:
     def state_dict(self) -> dict[str, Any]:
         """The state of the whole optimizer, as one process's state_dict() would be (the arrays
         whole, shaped like their params), on every process. Collective."""
+        self._refuse_if_broken()
         with self.optimizer._lock:
             own = self.optimizer.state_dict()
             states = self.comm.allgather(own["state"])
@@ -45,6 +53,7 @@ class Checkpoints:
     def gathered_state_dict(self, root: int = 0) -> dict[str, Any] | None:
         """state_dict() on process ``root`` only (None elsewhere): one copy of the whole state in
         memory instead of one per process. Collective."""
+        self._refuse_if_broken()
         with self.optimizer._lock:
             own = self.optimizer.state_dict()
             states = self.comm.gather(own["state"], root=root)
@@ -146,3 +155,4 @@ class Checkpoints:
             raise CheckpointError(f"{path}: {caught}") from caught
         if params is not None and saved is not None:
             restore_params(params, saved)
+            self._broken = None  # every process's params and state are the file's again

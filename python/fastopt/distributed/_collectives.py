@@ -144,17 +144,25 @@ def _builtin_base(error: BaseException) -> str:
 
 
 def wire_dtype(param: np.dtype[Any], grads: Any) -> np.dtype[Any]:
-    """The dtype a group's grads travel and are summed in: the param's, or the widest of the
-    grads' float dtypes when one is wider (float32 grads of bfloat16 params go as float32, so the
-    average one process would take of them is not rounded to bfloat16 first); two different
-    half dtypes meet in float32. ``grads``: the grads' dtypes, of every process."""
-    dtypes = {param} | {np.dtype(d) for d in grads if np.dtype(d).kind == "f" or is_bfloat16(d)}
-    widest = max(d.itemsize for d in dtypes)
-    if len(dtypes) == 1:
+    """The dtype a group's grads travel and are summed in: the param's, or a wider one that every
+    grad needs so that nothing is rounded before the average one process would take of it
+    (float32 grads of bfloat16 params go as float32); two different half dtypes meet in float32.
+    ``grads``: the grads' dtypes, of every process."""
+    needed = {param} | {_needed(param, np.dtype(dtype)) for dtype in grads}
+    if len(needed) == 1:
         return param
-    if widest == 2:
-        return np.dtype(np.float32)
+    widest = max(dtype.itemsize for dtype in needed)
     return np.dtype(np.float64) if widest == 8 else np.dtype(np.float32)
+
+
+def _needed(param: np.dtype[Any], grad: np.dtype[Any]) -> np.dtype[Any]:
+    """What a grad of this dtype must travel in, for params of that one: a half grad as itself,
+    a float32 one as float32, wider floats as float64 (what the kernels compute in at most:
+    longdouble is not carried further); integers as the params' dtype, or float32 for half
+    params (an int32 grad of 2049 is not a float16)."""
+    if grad.kind == "f" or is_bfloat16(grad):
+        return grad if grad.itemsize <= 4 else np.dtype(np.float64)
+    return np.dtype(np.float32) if param.itemsize == 2 else param
 
 
 def same_everywhere(values: list[Any], what: str, advice: str) -> None:

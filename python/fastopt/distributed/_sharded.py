@@ -18,8 +18,12 @@ that does not fit, a non-finite grad under "raise") raises on every process and 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -138,7 +142,7 @@ class Sharded(Checkpoints):
         every process (see the class). Raises on every process, changing nothing, when any
         process's input is bad: there the error is its own; elsewhere the same built-in type,
         naming that process."""
-        with self.optimizer._lock:
+        with self.optimizer._lock, _interrupts_deferred():
             self._update(params, grads)
 
     def _update(self, params: dict[Any, Any], grads: Any) -> None:
@@ -254,7 +258,7 @@ class Sharded(Checkpoints):
             self._broken = (
                 f"a process failed during the update, after the others had updated their shards "
                 f"({type(failed).__name__}: {failed}); the processes' params and states now "
-                "differ: load a checkpoint into a new Sharded"
+                "differ: load a checkpoint with its params (load(path, params))"
             )
             raise
 
@@ -302,14 +306,37 @@ class Sharded(Checkpoints):
         ]  # fmt: skip
 
 
-def _settings(opt: Optimizer, params: dict[Any, Any]) -> str:
-    """What must be the same on every process: the step count, hyperparameters, counters and
-    options, and which keys have per_key settings of their own, and which (as resolved: a
+def _settings(opt: Optimizer, params: dict[Any, Any]) -> list[tuple[str, str]]:
+    """What must be the same on every process, item by item (a difference is named): the step
+    count, hyperparameters, counters and options, and each key's per_key settings as resolved (a
     where() predicate has no repr that two processes share)."""
-    values = [getattr(opt, name) for name in opt._hyperparameters]
-    own = None if opt._per_key is None else opt._per_key.groups(params)
-    per_key = None if own is None else [(repr(k), settings) for k, settings in own.items()]
-    return repr((opt.steps, values, opt._state.counters, opt.max_grad_norm, opt.nonfinite, per_key))
+    items = [("steps", opt.steps), *((name, getattr(opt, name)) for name in opt._hyperparameters)]
+    items += [(name, value) for name, value in opt._state.counters.items()]
+    items += [("max_grad_norm", opt.max_grad_norm), ("nonfinite", opt.nonfinite)]
+    if opt._per_key is not None:
+        items += [(f"per_key for {k!r}", s) for k, s in opt._per_key.groups(params).items()]
+    return [(name, repr(value)) for name, value in items]
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C (SIGINT, with Python's own handler) during an update takes effect when the update
+    is over: on one process alone it would otherwise leave the others waiting in a collective,
+    or its params half gathered. The main thread only (where Python runs handlers)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    caught: list[int] = []
+    signal.signal(signal.SIGINT, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def _same_params(old: Layout, new: Layout, whole: dict[str, Any]) -> None:

@@ -54,6 +54,25 @@ def assemble(layout: Layout, states: list[Mapping[str, Mapping[Hashable, np.ndar
     return whole
 
 
+def _same_order(name: str, key: Hashable, array: np.ndarray, entry: Entry, state: Any) -> None:
+    """int8 codes follow their param's memory order block by block, with an absmax per block:
+    they cannot follow a param into the other order (as one process refuses too)."""
+    absmax = state.get(name + ABSMAX)
+    if (
+        array.ndim < 2
+        or name.endswith(ABSMAX)
+        or not isinstance(absmax, Mapping)
+        or key not in absmax
+    ):
+        return
+    order = "C" if array.flags.c_contiguous else "F"
+    if order != entry.order:
+        raise ValueError(
+            f"params[{key!r}] is in {entry.order} order but its int8 state {name!r} is in "
+            f"{order} order: int8 blocks follow memory order, so the state cannot follow the param"
+        )
+
+
 def cut(layout: Layout, rank: int, state: Mapping[str, Mapping[Hashable, Any]]) -> dict:
     """This process's pieces {name: {key: flat copy}} of whole arrays {name: {key: array}};
     every array is checked against its param's size first (ValueError naming it)."""
@@ -82,6 +101,7 @@ def cut(layout: Layout, rank: int, state: Mapping[str, Mapping[Hashable, Any]]) 
                         f"{_whole_size(name, entry)} elements" if absmax else f"{entry.shape}"
                     )  # fmt: skip
                 )
+            _same_order(name, key, array, entry, state)
             piece = pieces.get(key)
             if piece is not None:
                 lo, hi = _span(name, piece)
