@@ -36,7 +36,7 @@ ENV = {
     "OMPI_MCA_btl_tcp_if_include": "lo",
     "OMPI_MCA_oob_tcp_if_include": "lo",
 }
-TIMEOUT = 300  # seconds per launch: a hang fails the test instead of the suite
+TIMEOUT = 600  # seconds per launch: a hang fails the test instead of the suite
 
 
 def mpirun(n: int, script: Path, *args: str, timeout: float = TIMEOUT) -> tuple[int, str, str]:
