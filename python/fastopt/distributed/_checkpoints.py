@@ -10,7 +10,7 @@ from typing import Any
 from .._base import Optimizer
 from ._collectives import agree, same_everywhere
 from ._inputs import Inputs
-from ._layout import Layout, fingerprint, min_piece
+from ._layout import Layout, min_piece
 from ._state import assemble, cut
 
 
@@ -71,7 +71,7 @@ class Checkpoints:
         opt, comm = self.optimizer, self.comm
         error: BaseException | None = None
         mine: dict[str, Any] = {}
-        layout, key = self._layout, self._layout_key
+        layout = self._layout
         try:
             # The layout of the params given, or of those of the last update, cut as the state
             # layout the loaded state brings (state_format, compact_min_size) wants.
@@ -79,7 +79,6 @@ class Checkpoints:
             entries = None if layout is None else layout.entries
             if params is not None:
                 entries = Inputs(params).entries
-                key = (fingerprint(entries), None, None)
             if entries is not None:
                 layout = Layout(entries, self.size, min_piece(settings), self.bucket_bytes)
             arrays = state.get("state") if isinstance(state, dict) else None
@@ -98,7 +97,7 @@ class Checkpoints:
             local["state"] = mine
         except BaseException as caught:
             error = caught
-        marks = agree(comm, error, key and key[0])
+        marks = agree(comm, error, None if layout is None else layout.fingerprint)
         same_everywhere(marks, "params (layouts)", "every process loads with the same params")
         backup = opt.state_dict()
         try:
@@ -111,7 +110,7 @@ class Checkpoints:
             if error is None:  # loaded here, failed elsewhere: back to what it was
                 opt.load_state_dict(backup)
             raise
-        if layout is not self._layout and layout is not None:
+        if layout is not None:  # made anew above, for the loaded state layout
             self._set_layout(layout, (layout.fingerprint, opt.state_format, opt.compact_min_size))
 
     def save(self, path: Any, params: dict[Any, Any] | None = None) -> None:

@@ -56,8 +56,9 @@ class _Buffers:
         self.recv = np.empty(ranks * mine, wire)
         self.widened = np.empty(mine if half else 0, np.float32)
         # wire is never narrower than the params' dtype: their bucket fits in send's bytes.
-        self.gather = self.send.view(np.uint8)[: max(totals) * group.dtype.itemsize]
-        self.gather = self.gather.view(group.dtype)
+        self.gather = self.send.view(np.uint8)[: max(totals) * group.dtype.itemsize].view(
+            group.dtype
+        )
 
 
 class Sharded(Checkpoints):
