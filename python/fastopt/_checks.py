@@ -149,3 +149,23 @@ def state_format(name: str, value: Any) -> str | None:
 def count(name: str, value: Any) -> int:
     """A number of elements: an int in [0, 2**63) (the core's sizes are signed 64-bit)."""
     return _int_below(name, value, 63)
+
+
+def positive_count(name: str, value: Any) -> int:
+    """A number of iterations or evaluations: an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int; got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1; got {value!r}")
+    return int(value)
+
+
+def optional_positive_count(name: str, value: Any) -> int | None:
+    return None if value is None else positive_count(name, value)
+
+
+def line_search(name: str, value: Any) -> str | None:
+    """The line search of L-BFGS: None (fixed steps) or "strong_wolfe"."""
+    if value is not None and value != "strong_wolfe":
+        raise ValueError(f"{name} must be None or 'strong_wolfe'; got {value!r}")
+    return value

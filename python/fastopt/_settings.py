@@ -52,7 +52,7 @@ class Hyperparameter:
     def __delete__(self, opt: Any) -> None:
         raise AttributeError(f"{self.name} is a hyperparameter: assign a new value, do not delete")
 
-    def __set__(self, opt: Optimizer, value: Any) -> None:
+    def __set__(self, opt: Any, value: Any) -> None:  # an Optimizer, or a SearchOptimizer
         # The value lives in the instance's __dict__ under the descriptor's own name: the one
         # place that writes it, after the check.
         opt.__dict__[self.name] = self.check(self.name, value)

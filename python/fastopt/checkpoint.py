@@ -192,7 +192,8 @@ def check_params(
     """Every param of ``params`` can take its saved value, and the half ones have the master
     copies their settings keep: CheckpointError otherwise."""
     _check_params(path, params, saved)
-    _check_half_state(path, opt, state, params)
+    if isinstance(opt, Optimizer):  # the line-search methods keep no half-precision state
+        _check_half_state(path, opt, state, params)
 
 
 def restore_params(params: Params, saved_params: dict[Hashable, np.ndarray]) -> None:

@@ -8,10 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 from .._base import Optimizer
+from .._flat import Inputs
 from ._collectives import agree, same_everywhere
-from ._inputs import Inputs
 from ._layout import Layout, min_piece
 from ._state import assemble, cut
+
+# Why params that share memory are refused (fastopt._flat.Inputs's message).
+TIED = "a sharded update updates each element on one process"
 
 
 class Checkpoints:
@@ -78,7 +81,7 @@ class Checkpoints:
             settings = dict(opt.__dict__, **state.get("hyperparameters", {}))
             entries = None if layout is None else layout.entries
             if params is not None:
-                entries = Inputs(params).entries
+                entries = Inputs(params, tied=TIED).entries
             if entries is not None:
                 layout = Layout(entries, self.size, min_piece(settings), self.bucket_bytes)
             arrays = state.get("state") if isinstance(state, dict) else None

@@ -17,26 +17,12 @@ import bisect
 import hashlib
 from collections.abc import Hashable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 
 from .._compact import BLOCK
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One key of the params: what the layout needs of it."""
-
-    key: Hashable
-    shape: tuple[int, ...]
-    dtype: np.dtype[Any]
-    order: Literal["C", "F"]  # the memory order its elements are flattened in: "C" or "F"
-    scalar: bool  # a Python or NumPy number (replaced by the update, as update() does)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+from .._flat import Entry as Entry  # one key of the layout
 
 
 @dataclass(frozen=True)

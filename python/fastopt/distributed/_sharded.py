@@ -33,10 +33,10 @@ from .. import _core
 from .._base import Optimizer
 from .._checks import count
 from .._compact import state_bytes
+from .._flat import Inputs
 from .._tensors import written
-from ._checkpoints import Checkpoints
+from ._checkpoints import TIED, Checkpoints
 from ._collectives import agree, all_gather, reduce_scatter, same_everywhere, wire_dtype
-from ._inputs import Inputs
 from ._layout import Group, Layout, fingerprint, min_piece
 from ._state import assemble, cut
 
@@ -187,7 +187,7 @@ class Sharded(Checkpoints):
         with the same optimizer settings; the layout (and the buffers) made to fit them."""
         opt, inputs, error = self.optimizer, None, None
         try:
-            inputs = Inputs(params, grads)
+            inputs = Inputs(params, grads, tied=TIED)
             mark = (fingerprint(inputs.entries), _settings(opt, params), inputs.grad_dtypes)
         except BaseException as caught:  # reported to every process by agree()
             error, mark = caught, None

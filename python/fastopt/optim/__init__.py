@@ -22,6 +22,8 @@ from .._base import Optimizer as Optimizer  # the base class, for isinstance che
 from .adabelief import AdaBelief
 from .adam import Adam, Adamax, AdamW
 from .adaptive import Adadelta, Adagrad, RMSprop
+from .cg import ConjugateGradient
+from .lbfgs import LBFGS
 from .lion import Lion
 from .nadam_radam import NAdam, RAdam
 from .sgd import SGD
@@ -38,6 +40,8 @@ __all__ = [
     "RAdam",
     "Lion",
     "AdaBelief",
+    "LBFGS",
+    "ConjugateGradient",
 ]
 
 # The public home of every class (its repr, its checkpoint kind "fastopt.optim.Adam"), whichever

@@ -8,6 +8,7 @@ void register_threads(pybind11::module_& m);
 void register_norm(pybind11::module_& m);
 void register_half(pybind11::module_& m);
 void register_compact(pybind11::module_& m);
+void register_search(pybind11::module_& m);
 }  // namespace fastopt::bindings
 
 PYBIND11_MODULE(_core, m) {
@@ -18,4 +19,5 @@ PYBIND11_MODULE(_core, m) {
   fastopt::bindings::register_norm(m);
   fastopt::bindings::register_half(m);
   fastopt::bindings::register_compact(m);
+  fastopt::bindings::register_search(m);
 }

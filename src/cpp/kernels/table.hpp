@@ -125,6 +125,40 @@ using QuantizeFn = void (*)(const float* src, std::uint8_t* codes, float* absmax
 using DequantizeFn = void (*)(const std::uint8_t* codes, float absmax, float* out, std::int64_t n,
                               const QuantMap& map);
 
+// The line-search methods' passes (kernels/search.hpp): each writes one vector and sums what the
+// method needs next of what it wrote. Flat vectors are of the compute type; a param or grad (`io`)
+// may be float32 in a float64 search.
+enum class SearchOp : unsigned char {
+  kNegate,      // out = -a
+  kNegatePlus,  // out = -a + beta * b
+  kAxpy,        // out = out + alpha * a
+  kScale,       // out = alpha * out
+  kPair,        // out = a - b, out2 = alpha * c
+  kGather,      // out = a, read from an io array
+  kPlace,       // io out = a + alpha * b (a null: out itself; b null: out = a); no sums
+};
+struct SearchPass {
+  SearchOp op;
+  Dtype io;  // the io array's storage (kGather, kPlace): float32 or float64
+  void* out;
+  void* out2;
+  const void* a;
+  const void* b;
+  const void* c;
+  const void* with[2];  // the written vector's dot products are taken with these
+  int num_with;
+  double alpha, beta;
+};
+// What a pass sums of the values it writes, in double.
+struct SearchSums {
+  double dot[2] = {0, 0};  // with SearchPass::with[0], [1]
+  double square = 0;       // its sum of squares
+  double magnitude = 0;    // its sum of |value|
+  double largest = 0;      // its largest |value|, NaN if any value is NaN
+};
+// Runs a pass over n elements from the pass's pointers, adding into *sums.
+using SearchFn = void (*)(const SearchPass& pass, std::int64_t n, SearchSums* sums);
+
 struct KernelTable {
   const KernelRow* rows;
   int size;
@@ -138,6 +172,7 @@ struct KernelTable {
   RoundFn round[2];
   QuantizeFn quantize;
   DequantizeFn dequantize;
+  SearchFn search[kNumComputes];  // by the search's compute type
 };
 
 }  // namespace fastopt

@@ -78,6 +78,7 @@ void parallel_for(std::int64_t num_chunks, int threads, ChunkFn fn, double work_
 // Job kinds other than an update's kernel (whose kinds are the kernel indices, >= 0).
 inline constexpr int kJobNorm = -1;            // the sum of squares of clip_grad_norm, global_norm
 inline constexpr int kJobNonfiniteCheck = -2;  // nonfinite="skip"/"raise"
+inline constexpr int kJobSearch = -3;          // a pass of L-BFGS or CG (bindings/search.cpp)
 
 // How many chunks helper threads (not callers) have run since the process started: lets the tests
 // check that work really was shared, since whether a helper joins depends on timing.

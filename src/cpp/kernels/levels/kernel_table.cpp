@@ -16,6 +16,7 @@
 #include "kernels/rules/lion.hpp"
 #include "kernels/rules/sgd.hpp"
 #include "kernels/rules/traffic.hpp"
+#include "kernels/search.hpp"
 #include "kernels/sweep.hpp"
 
 namespace fastopt::FASTOPT_LEVEL_NS {
@@ -82,7 +83,8 @@ KernelTable kernel_table() {
           {&widen<D::kBFloat16>, &widen<D::kFloat16>},
           {&round<D::kBFloat16>, &round<D::kFloat16>},
           &compact::quantize,
-          &compact::dequantize};
+          &compact::dequantize,
+          {&search::pass<float>, &search::pass<double>}};
 }
 
 }  // namespace fastopt::FASTOPT_LEVEL_NS

@@ -1,23 +1,41 @@
-"""One process's params and grads, read for a sharded update: every key checked (the messages name
-it), each array seen as a flat view in its memory order. Nothing is written here.
+"""Params and grads seen as one vector: every key checked (the messages name it), each array seen
+as a flat view in its memory order. Nothing is written here.
 
-Every process checks all its keys, not only those of its shard: the all-gather writes every
-element of every param, so a param that could not take its update anywhere fails everywhere first.
+For the optimizers that work on all keys as one vector rather than key by key:
+fastopt.distributed (which cuts that vector into shards) and the line-search methods
+(fastopt.optim.LBFGS, ConjugateGradient). A sharded step checks all of a process's keys, not only
+those of its shard: the all-gather writes every element of every param, so a param that could not
+take its update anywhere fails everywhere first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from .._dtypes import is_bfloat16
-from .._tensors import as_array
-from ..clip import _is_real_scalar
-from ._layout import Entry
+from ._dtypes import is_bfloat16
+from ._tensors import as_array
+from .clip import _is_real_scalar
 
 _PARAM_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.float16))
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One key of the params: what a flat layout needs of it."""
+
+    key: Hashable
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    order: Literal["C", "F"]  # the memory order its elements are flattened in: "C" or "F"
+    scalar: bool  # a Python or NumPy number (replaced by the update, as update() does)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
 
 
 class Inputs:
@@ -25,8 +43,9 @@ class Inputs:
 
     __slots__ = ("entries", "params", "grads", "tensors", "grad_dtypes")
 
-    def __init__(self, params: Any, grads: Any = None) -> None:
-        """``grads`` None: the params alone (their layout), as a load reads them."""
+    def __init__(self, params: Any, grads: Any = None, *, tied: str = "") -> None:
+        """``grads`` None: the params alone (their layout), as a load reads them. ``tied``: why
+        params that share memory are refused, for the message."""
         if not isinstance(params, dict):
             raise TypeError(
                 f"params must be a dict mapping keys to arrays; got {type(params).__name__}"
@@ -46,7 +65,7 @@ class Inputs:
             if grads is not None:
                 self.grads.append(_grad(key, grads, entry))
                 self.grad_dtypes.setdefault(entry.dtype, set()).add(self.grads[-1].dtype)
-        _refuse_shared_memory(self.entries, self.params)
+        _refuse_shared_memory(self.entries, self.params, tied)
 
     def _param(self, key: Any, value: Any) -> tuple[Entry, np.ndarray]:
         if _is_real_scalar(value):
@@ -95,9 +114,8 @@ def _grad(key: Any, grads: Mapping[Any, Any], entry: Entry) -> np.ndarray:
     return array.reshape(-1, order=entry.order)
 
 
-def _refuse_shared_memory(entries: list[Entry], flats: list[np.ndarray]) -> None:
-    """Two keys over the same memory (tied weights) would be updated on different processes and
-    then overwrite each other in the all-gather: refused, naming both."""
+def _refuse_shared_memory(entries: list[Entry], flats: list[np.ndarray], why: str) -> None:
+    """Two keys over the same memory (tied weights): refused, naming both, saying ``why``."""
     spans = []
     for entry, flat in zip(entries, flats):
         if not entry.scalar and flat.size:
@@ -107,7 +125,6 @@ def _refuse_shared_memory(entries: list[Entry], flats: list[np.ndarray]) -> None
     for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
         if start < end:
             raise ValueError(
-                f"params[{first!r}] and params[{second!r}] share memory (tied weights): a sharded "
-                "update updates each element on one process, so give each key its own array and "
-                "add the tied grads together first"
+                f"params[{first!r}] and params[{second!r}] share memory (tied weights): {why}, so "
+                "give each key its own array and add the tied grads together first"
             )

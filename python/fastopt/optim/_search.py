@@ -1,0 +1,322 @@
+"""The machinery of the line-search methods (L-BFGS, nonlinear conjugate gradients).
+
+Unlike the other optimizers, these see every key of the params as one vector (the textbook's x),
+take a ``closure`` that evaluates the loss and its gradient at the current params, and may call it
+several times in one ``step``. The vectors they keep (directions, gradients, the curvature pairs
+of L-BFGS's history) live in the numbered slots of a compiled ``_core.Search``; the vector work of
+an iteration is one call into it per formula, over every key, threaded, with every dot product
+summed in double in an order fixed by the data (the same bits for any thread count or SIMD level).
+
+A step is all or nothing. The params at its start are kept in a slot; if the closure raises, or
+returns something unusable, the params are written back from it and the optimizer's state is what
+it was, so the step can be retried or the state saved. Undoing costs no copy of the state: a step
+never writes a slot the state at its start still uses (``Slots``), so undoing is forgetting the
+step's new slots.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any, ClassVar, NamedTuple
+
+import numpy as np
+
+from .. import _core
+from .._flat import Entry, Inputs, _grad
+from .._tensors import written
+
+__all__ = ["SearchOptimizer", "Sums"]
+
+_TIED = "the line search writes every key from one vector"
+_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Sums(NamedTuple):
+    """What a pass of _core.Search sums of the vector it writes."""
+
+    dot: float  # with the first vector named
+    dot2: float  # with the second
+    square: float  # its squared 2-norm
+    magnitude: float  # its 1-norm
+    largest: float  # its inf-norm (NaN if it holds a NaN)
+
+
+class Slots:
+    """Which of a Search's numbered vectors are free, inside a step that may be undone.
+
+    The slots the state holds when a step begins (``live``) are never handed out before the step
+    ends, even once the step has replaced them: if the step fails they are the state again. When
+    it ends, every slot the state no longer holds is free.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.free: list[int] = []
+        self.protected: frozenset[int] = frozenset()
+
+    def take(self) -> int:
+        if self.free:
+            return self.free.pop()
+        self.count += 1
+        return self.count - 1
+
+    def give(self, slot: int | None) -> None:
+        """A slot the step no longer needs (those the state held at the start stay reserved)."""
+        if slot is not None and slot not in self.protected and slot not in self.free:
+            self.free.append(slot)
+
+    def begin(self, live: set[int]) -> None:
+        self.protected = frozenset(live)
+
+    def end(self, live: set[int]) -> None:
+        """Commit or undo alike: free is everything but what the state now holds."""
+        self.free = [slot for slot in range(self.count) if slot not in live]
+        self.protected = frozenset()
+
+
+class SearchOptimizer:
+    """Base class of fastopt.optim.LBFGS and ConjugateGradient: ``step(params, closure)``."""
+
+    _hyperparameters: ClassVar[tuple[str, ...]] = ()
+    _counters: ClassVar[dict[str, Any]] = {}  # the scalar state and its start values
+    _vectors: ClassVar[tuple[str, ...]] = ()  # state held in one slot each (or None)
+    _stacks: ClassVar[tuple[str, ...]] = ()  # state held in a list of slots (a history)
+
+    # The state every method keeps (a subclass's _counters and _vectors set them).
+    func_evals: int  # closure evaluations, over every step
+    n_iter: int  # iterations, over every step
+    t: float | None  # the last step length
+    prev_loss: float | None
+    d: int | None  # the slot of the last direction
+    prev_flat_grad: int | None  # the slot of the gradient the last direction was made from
+    _params: Any  # (params, Inputs) while a step runs
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._search: Any = None  # a _core.Search for self._entries, made by the first step
+        self._entries: tuple[Entry, ...] = ()
+        self._slots = Slots()
+        self._pending: dict[str, Any] | None = None  # a loaded state, placed at the next step
+        self._reset_state()
+
+    # ---- what a subclass provides ----
+
+    def _reset_state(self) -> None:
+        """The state of a new optimizer: counters at their start values, no vectors."""
+        for name, value in self._counters.items():
+            setattr(self, name, value)
+        for name in self._vectors:
+            setattr(self, name, None)
+        for name in self._stacks:
+            setattr(self, name, [])
+
+    def _run(self, closure: Callable[[], Any], loss: Any, sums: Sums, grad: int) -> None:
+        """The iterations of one step, from the loss and gradient at the params (in slot grad)."""
+        raise NotImplementedError
+
+    def _first_with(self) -> list[int]:
+        """Slots the step's first gradient is dotted with (its sums' dot, dot2)."""
+        return []
+
+    def _live(self) -> set[int]:
+        """Every slot the state holds."""
+        live = {getattr(self, name) for name in self._vectors} - {None}
+        for name in self._stacks:
+            live.update(getattr(self, name))
+        return live
+
+    def _has_state(self) -> bool:
+        return self._pending is not None or bool(self._live())
+
+    # ---- one step ----
+
+    def step(self, params: dict[Hashable, Any], closure: Callable[[], Any]) -> Any:
+        """Minimize from ``params`` (updated in place) by up to the settings' iterations.
+
+        ``closure()`` must compute the loss and its gradient at the current values of ``params``
+        and return ``(loss, grads)``, with ``grads`` keyed like ``params``; it may be called several
+        times. Returns the first loss, at the params as they were when the step began.
+
+        All or nothing: if ``closure`` raises, or returns no usable ``(loss, grads)`` (a missing
+        key, a wrong shape, a loss that is not a real number), the params are written back as
+        they were before the step, the optimizer's state is as it was, and the error propagates.
+        """
+        if not callable(closure):
+            raise TypeError(f"closure must be callable; got {type(closure).__name__}")
+        with self._lock:
+            inputs = self._inputs(params)
+            # Lists (L-BFGS's history) are copied: a step builds new ones, never edits these.
+            saved = {
+                name: _copied(getattr(self, name))
+                for name in (*self._counters, *self._vectors, *self._stacks)
+            }
+            self._slots.begin(self._live())
+            start = self._slots.take()
+            self._params = (params, inputs)
+            try:
+                self._search.gather(start, inputs.params, [])
+                loss, sums, grad = self._evaluate(closure, self._first_with())
+                return self._first(closure, loss, sums, grad)
+            except BaseException:
+                self._search.place(inputs.params, start, 0.0, -1)
+                self._write_back()
+                self.__dict__.update(saved)
+                raise
+            finally:
+                self._slots.end(self._live())
+                self._params = None
+
+    def _first(self, closure: Callable[[], Any], loss: Any, sums: Sums, grad: int) -> Any:
+        self._run(closure, loss, sums, grad)
+        return loss[0]
+
+    def _evaluate(self, closure: Callable[[], Any], with_: list[int]) -> tuple[Any, Sums, int]:
+        """closure() at the current params: (its loss, the sums of its gradient, the slot the
+        gradient was gathered into, in the compute type). ``with_``: slots to dot it with."""
+        result = closure()
+        try:
+            loss, grads = result
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"closure() must return (loss, grads); got {type(result).__name__}"
+            ) from None
+        if not isinstance(grads, Mapping):
+            raise TypeError(f"closure()'s grads must be a mapping; got {type(grads).__name__}")
+        value = float(loss)  # a loss that is no real number raises here, before any slot is taken
+        flats = [self._grad_flat(grads, entry) for entry in self._entries]
+        slot = self._slots.take()
+        sums = Sums(*self._search.gather(slot, flats, with_))
+        return (loss, value), sums, slot
+
+    def _grad_flat(self, grads: Mapping[Any, Any], entry: Entry) -> np.ndarray:
+        flat = _grad(entry.key, grads, entry)
+        dtype = np.dtype(self._search.dtype)
+        if flat.dtype not in _DTYPES or flat.dtype.itemsize > dtype.itemsize:
+            flat = flat.astype(
+                dtype
+            )  # float64 grads of a float32 search, ints, halves: rounded once
+        return np.require(flat, requirements=["C", "A"])
+
+    def _place(self, base: int, step: float, direction: int) -> None:
+        """params = slot base + step * slot direction (base -1: the params themselves)."""
+        params, inputs = self._params
+        self._search.place(inputs.params, base, step, direction)
+        self._write_back()
+
+    def _write_back(self) -> None:
+        params, inputs = self._params
+        for entry, flat in zip(self._entries, inputs.params):
+            if entry.scalar:
+                params[entry.key] = flat[0].item()
+        if inputs.tensors:
+            written(inputs.tensors)
+
+    # ---- params ----
+
+    def _inputs(self, params: Any) -> Inputs:
+        inputs = Inputs(params, tied=_TIED)
+        for entry in inputs.entries:
+            if entry.dtype not in _DTYPES:
+                raise TypeError(
+                    f"params[{entry.key!r}] is {entry.dtype}: {type(self).__name__} works in "
+                    "float32 or float64 (keep float32 params, or master copies, for half models)"
+                )
+        entries = tuple(inputs.entries)
+        if entries != self._entries:
+            self._relayout(entries)
+        elif self._pending is not None:
+            self._place_pending()
+        return inputs
+
+    def _relayout(self, entries: tuple[Entry, ...]) -> None:
+        """New params: a new Search, if the state allows it (a loaded one is placed now)."""
+        if self._search is not None and self._live():
+            _refuse_change(self._entries, entries, type(self).__name__)
+        dtype = "float64" if any(e.dtype == np.float64 for e in entries) else "float32"
+        self._search = _core.Search(dtype, [e.size for e in entries])
+        self._entries = entries
+        self._slots = Slots()
+        if self._pending is not None:
+            self._place_pending()
+
+    def _place_pending(self) -> None:
+        from ._search_state import place
+
+        pending, self._pending = self._pending, None
+        assert pending is not None
+        try:
+            place(self, pending)
+        except BaseException:
+            self._pending = pending
+            raise
+
+    # ---- checkpoints, copies, display ----
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly, as plain data (arrays are copies, shaped like the
+        params): "kind", "hyperparameters", "counters", "state" ({name: {key: array}})."""
+        from ._search_state import state_dict
+
+        with self._lock:
+            return state_dict(self)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what state_dict() returned; checked first, and on error nothing changes. The
+        vectors are placed at the next step, which checks them against its params."""
+        from ._search_state import load_state_dict
+
+        with self._lock:
+            load_state_dict(self, state)
+
+    def reset(self) -> None:
+        """Forget the state (history, directions, counters), keeping the settings."""
+        with self._lock:
+            self._pending = None
+            self._reset_state()
+            self._slots.end(set())
+
+    def _forget_plan(self) -> None:
+        """Called by the hyperparameter descriptors: nothing is cached from the settings."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        # copy.deepcopy and pickle: the state as plain data, with the settings.
+        return {"state": self.state_dict()}
+
+    def __setstate__(self, data: dict[str, Any]) -> None:
+        SearchOptimizer.__init__(self)
+        state = data["state"]
+        for name in self._hyperparameters:
+            setattr(self, name, state["hyperparameters"][name])
+        self.load_state_dict(state)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._hyperparameters)
+        return f"{type(self).__name__}({settings})"
+
+
+def _copied(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _refuse_change(old: tuple[Entry, ...], new: tuple[Entry, ...], name: str) -> None:
+    """A step's params must be those of the state: the first difference, named."""
+    advice = f"call reset() to start {name}'s history over with these params"
+    old_keys = [e.key for e in old]
+    new_keys = [e.key for e in new]
+    if old_keys != new_keys:
+        missing = [k for k in old_keys if k not in new_keys]
+        extra = [k for k in new_keys if k not in old_keys]
+        raise ValueError(
+            f"{name} keeps its state as one vector over the keys {old_keys}; these params "
+            f"{'lack ' + repr(missing) if missing else ''}"
+            f"{' and ' if missing and extra else ''}{'add ' + repr(extra) if extra else ''}"
+            f"{'' if missing or extra else 'order them differently'}: {advice}"
+        )
+    for a, b in zip(old, new):
+        if a != b:
+            raise ValueError(
+                f"params[{a.key!r}] was {a.dtype}{a.shape} (order {a.order}) and is now "
+                f"{b.dtype}{b.shape} (order {b.order}): {name}'s state is shaped by the params; "
+                f"{advice}"
+            )

@@ -1,0 +1,224 @@
+"""L-BFGS: torch.optim.LBFGS's algorithm and settings, on fastopt's fused vector passes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from functools import partial
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._checks import finite_nonnegative, line_search, optional_positive_count, positive_count
+from .._settings import Hyperparameter
+from ._line_search import strong_wolfe
+from ._search import SearchOptimizer, Sums
+
+__all__ = ["LBFGS"]
+
+
+class LBFGS(SearchOptimizer):
+    """Limited-memory BFGS, as ``torch.optim.LBFGS`` (torch 2.13), for NumPy params.
+
+    One ``step(params, closure)`` runs up to ``max_iter`` iterations, each a quasi-Newton
+    direction from the two-loop recursion over the last ``history_size`` curvature pairs
+    (Nocedal & Wright, Algorithm 7.4) and a step along it: ``lr`` (the first iteration ever:
+    ``min(1, 1/|g|_1) lr``), or a strong-Wolfe line search with ``line_search_fn="strong_wolfe"``.
+    It stops early when ``|g|_inf <= tolerance_grad``, when the step or the change of the loss is
+    below ``tolerance_change``, or after ``max_eval`` evaluations (default ``max_iter * 5 // 4``).
+    The iterates are torch's, with torch's settings and the same closure, to rounding: dot
+    products are summed in double, in an order fixed by the data, not by BLAS.
+
+    The params of every key are one vector (``float32`` or ``float64``; float64 if any key is).
+    The history lives in compiled buffers: ``2 * history_size + 6`` vectors of that size at
+    most, ``max_iter`` pairs more while a step runs (so that a failed step can be undone).
+
+    Parameters
+    ----------
+    lr : float
+        The step length (the line search's first trial with "strong_wolfe").
+    max_iter, max_eval : int
+        Iterations and closure evaluations per ``step``.
+    tolerance_grad, tolerance_change : float
+        Stopping tolerances: on ``|g|_inf``, and on the step ``|t d|_inf`` or the loss's change.
+    history_size : int
+        Curvature pairs kept.
+    line_search_fn : None or "strong_wolfe"
+        None: fixed steps of ``lr``; "strong_wolfe": a line search that satisfies the strong
+        Wolfe conditions (c1 = 1e-4, c2 = 0.9).
+
+    Examples
+    --------
+    >>> def closure():
+    ...     loss, grads = model.loss_and_grads(params)
+    ...     return loss, grads
+    >>> opt = fastopt.optim.LBFGS(line_search_fn="strong_wolfe")
+    >>> for _ in range(10):
+    ...     loss = opt.step(params, closure)
+    """
+
+    lr = Hyperparameter(finite_nonnegative)
+    max_iter = Hyperparameter(positive_count)
+    max_eval = Hyperparameter(optional_positive_count)
+    tolerance_grad = Hyperparameter(finite_nonnegative)
+    tolerance_change = Hyperparameter(finite_nonnegative)
+    history_size = Hyperparameter(positive_count)
+    line_search_fn = Hyperparameter(line_search)
+
+    _hyperparameters = (
+        "lr",
+        "max_iter",
+        "max_eval",
+        "tolerance_grad",
+        "tolerance_change",
+        "history_size",
+        "line_search_fn",
+    )
+    # torch's state names: func_evals and n_iter count over every step; t is the last step
+    # length, H_diag the initial inverse Hessian's scale, rho[i] = 1 / (y_i . s_i).
+    _counters = {
+        "func_evals": 0,
+        "n_iter": 0,
+        "t": None,
+        "H_diag": 1.0,
+        "prev_loss": None,
+        "rho": [],
+    }
+    _vectors = ("d", "prev_flat_grad")
+    _stacks = ("old_dirs", "old_stps")  # y and s of the pairs, oldest first
+    H_diag: float
+    rho: list[float]
+    old_dirs: list[int]
+    old_stps: list[int]
+    _largest: dict[int, float]
+
+    def __init__(
+        self,
+        lr: float = 1,
+        max_iter: int = 20,
+        max_eval: int | None = None,
+        tolerance_grad: float = 1e-7,
+        tolerance_change: float = 1e-9,
+        history_size: int = 100,
+        line_search_fn: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.lr = lr
+        self.max_iter = max_iter
+        self.max_eval = max_iter * 5 // 4 if max_eval is None else max_eval
+        self.tolerance_grad = tolerance_grad
+        self.tolerance_change = tolerance_change
+        self.history_size = history_size
+        self.line_search_fn = line_search_fn
+
+    def step(self, params: dict[Hashable, Any], closure: Callable[[], Any]) -> Any:
+        return super().step(params, closure)
+
+    step.__doc__ = SearchOptimizer.step.__doc__
+
+    def _run(self, closure: Callable[[], Any], loss: Any, sums: Sums, grad: int) -> None:
+        """The iterations of one step, in torch.optim.LBFGS.step's order of decisions."""
+        self.func_evals += 1
+        if sums.largest <= self.tolerance_grad:
+            return
+        value, evals, n_iter = loss[1], 1, 0
+        search, slots = self._search, self._slots
+        self._largest = {grad: sums.largest}  # |g|_inf of the gradients the line search made
+        while n_iter < self.max_iter:
+            n_iter += 1
+            self.n_iter += 1
+            direction = self._direction(grad, slots.take())
+            slots.give(self.d)
+            self.d = direction.slot
+            if self.prev_flat_grad not in (None, grad):
+                slots.give(self.prev_flat_grad)
+            self.prev_flat_grad = grad
+            self.prev_loss = value
+            if self.n_iter == 1:
+                self.t = min(1.0, 1.0 / sums.magnitude) * self.lr
+            else:
+                self.t = self.lr
+            gtd = direction.sums.dot
+            if gtd > -self.tolerance_change:
+                break
+            if self.line_search_fn is not None:
+                x0 = slots.take()
+                search.gather(x0, self._params[1].params, [])
+                value, grad, self.t, ls_evals = strong_wolfe(
+                    partial(self._trial, closure, x0, direction.slot),
+                    slots.give,
+                    self.t,
+                    direction.sums.largest,
+                    value,
+                    grad,
+                    gtd,
+                    tolerance_change=self.tolerance_change,
+                    max_ls=self.max_eval - evals,
+                )
+                self._place(x0, self.t, self.d)
+                slots.give(x0)
+                largest = self._largest[grad]
+            else:
+                self._place(-1, self.t, self.d)
+                ls_evals = 0
+                largest = float("nan")
+                if n_iter != self.max_iter:
+                    (_, value), sums, grad = self._evaluate(closure, [])
+                    largest, ls_evals = sums.largest, 1
+            evals += ls_evals
+            self.func_evals += ls_evals
+            if (
+                n_iter == self.max_iter
+                or evals >= self.max_eval
+                or largest <= self.tolerance_grad
+                or direction.largest_step(self.t, search.dtype) <= self.tolerance_change
+                or abs(value - self.prev_loss) < self.tolerance_change
+            ):
+                break
+        if grad != self.prev_flat_grad:
+            slots.give(grad)
+
+    def _direction(self, grad: int, slot: int) -> _Direction:
+        """The new direction into ``slot``: -g on the first iteration ever, else the curvature
+        pair from the last step joins the history (if y . s > 1e-10) and the two-loop recursion
+        gives -H g."""
+        search, slots = self._search, self._slots
+        if self.n_iter == 1:
+            self.old_stps, self.old_dirs, self.rho, self.H_diag = [], [], [], 1.0
+            return _Direction(slot, Sums(*search.direction(slot, grad, 0.0, -1, [grad])))
+        y, s = slots.take(), slots.take()
+        ys, _, yy, _, _ = search.pair(y, s, grad, self.prev_flat_grad, self.d, self.t)
+        if ys > 1e-10:
+            stps, dirs, rho = self.old_stps, self.old_dirs, self.rho
+            if len(dirs) == self.history_size:
+                slots.give(stps[0])
+                slots.give(dirs[0])
+                stps, dirs, rho = stps[1:], dirs[1:], rho[1:]
+            self.old_stps, self.old_dirs, self.rho = [*stps, s], [*dirs, y], [*rho, 1.0 / ys]
+            self.H_diag = ys / yy
+        else:
+            slots.give(y)
+            slots.give(s)
+        sums = search.two_loop(slot, grad, self.old_stps, self.old_dirs, self.rho, self.H_diag)
+        return _Direction(slot, Sums(*sums))
+
+    def _trial(
+        self, closure: Callable[[], Any], x0: int, d: int, t: float
+    ) -> tuple[float, int, float]:
+        """The line search's evaluate(t): params = x0 + t d, then the closure there."""
+        self._place(x0, t, d)
+        (_, value), sums, grad = self._evaluate(closure, [d])
+        self._largest[grad] = sums.largest
+        return value, grad, sums.dot
+
+
+class _Direction(NamedTuple):
+    """A new direction: its slot, and its pass's sums (dot: g . d; largest: |d|_inf)."""
+
+    slot: int
+    sums: Sums
+
+    def largest_step(self, t: float, dtype: str) -> float:
+        """|t d|_inf as torch computes it, in the params' dtype (|.| and max commute with a
+        rounded product, so it is |d|_inf * t rounded once)."""
+        kind = np.dtype(dtype).type
+        return abs(float(kind(self.sums.largest) * kind(t)))
