@@ -223,7 +223,7 @@ class SearchOptimizer:
                     "float32 or float64 (keep float32 params, or master copies, for half models)"
                 )
         entries = tuple(inputs.entries)
-        if entries != self._entries:
+        if self._search is None or entries != self._entries:
             self._relayout(entries)
         elif self._pending is not None:
             self._place_pending()

@@ -42,8 +42,9 @@ class ConjugateGradient(SearchOptimizer):
     The API is fastopt.optim.LBFGS's: ``loss = opt.step(params, closure)``, with ``closure()``
     returning ``(loss, grads)``; one step runs up to ``max_iter`` iterations and ``max_eval``
     evaluations (default ``max_iter * 5 // 4``), and stops at
-    ``|g|_inf <= tolerance_grad``, or when the step or the loss's change is below
-    ``tolerance_change``. The state (the direction, the previous gradient, the counters) is in
+    ``|g|_inf <= tolerance_grad``, or when a step ``|t d|_inf`` is below ``tolerance_change``.
+    (Unlike L-BFGS, not when the loss changes by less than ``tolerance_change``: near a minimum
+    that is every iteration, and each step would stop after one.) The state (the direction, the previous gradient, the counters) is in
     ``state_dict()`` and ``fastopt.save``; a step whose closure raises changes nothing.
     """
 
@@ -132,7 +133,7 @@ class ConjugateGradient(SearchOptimizer):
             slots.give(self.d)
             self.d = slot
             t = self._initial_step(value, d.dot, sums)
-            if d.dot > -self.tolerance_change:
+            if not d.dot < 0:  # -g does not descend: g is 0 (or NaN)
                 break
             x0 = slots.take()
             search.gather(x0, self._params[1].params, [])
@@ -159,6 +160,8 @@ class ConjugateGradient(SearchOptimizer):
             if self.prev_flat_grad != grad:
                 slots.give(self.prev_flat_grad)
             self.prev_flat_grad = grad
+            if new_grad == grad:  # the line search found no better point: restart at -g next
+                self.since_restart = restart
             sums = found[new_grad]
             cross = sums.dot2 if new_grad != grad else square
             grad, value, square = new_grad, new_value, sums.square
@@ -166,7 +169,6 @@ class ConjugateGradient(SearchOptimizer):
                 evals >= self.max_eval
                 or sums.largest <= self.tolerance_grad
                 or abs(d.largest * self.t) <= self.tolerance_change
-                or abs(value - self.prev_loss) < self.tolerance_change
             ):
                 break
         if grad != self.prev_flat_grad:
