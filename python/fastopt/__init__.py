@@ -23,7 +23,17 @@ from ._threads import get_num_threads, num_threads, set_num_threads
 from .checkpoint import CheckpointError, load, save
 from .clip import clip_grad_norm, clip_grad_value, global_norm
 from .ema import EMA
-from .optim import AdaBelief, Adadelta, Adamax, AdamW, Lion, NAdam, RAdam
+from .optim import (
+    LBFGS,
+    AdaBelief,
+    Adadelta,
+    Adamax,
+    AdamW,
+    ConjugateGradient,
+    Lion,
+    NAdam,
+    RAdam,
+)
 from .optimizers import SGD, AdaGrad, Adam, Momentum, Nesterov, RMSprop
 
 __all__ = [
@@ -40,6 +50,8 @@ __all__ = [
     "Adadelta",
     "Lion",
     "AdaBelief",
+    "LBFGS",
+    "ConjugateGradient",
     "where",
     "optim",
     "init",

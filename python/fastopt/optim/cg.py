@@ -44,8 +44,9 @@ class ConjugateGradient(SearchOptimizer):
     evaluations (default ``max_iter * 5 // 4``), and stops at
     ``|g|_inf <= tolerance_grad``, or when a step ``|t d|_inf`` is below ``tolerance_change``.
     (Unlike L-BFGS, not when the loss changes by less than ``tolerance_change``: near a minimum
-    that is every iteration, and each step would stop after one.) The state (the direction, the previous gradient, the counters) is in
-    ``state_dict()`` and ``fastopt.save``; a step whose closure raises changes nothing.
+    that is every iteration, and each step would stop after one.) The state (the direction, the
+    previous gradient, the counters) is in ``state_dict()`` and ``fastopt.save``; a step whose
+    closure raises changes nothing.
     """
 
     lr = Hyperparameter(finite_nonnegative)

@@ -65,8 +65,11 @@ class AdaBelief(Optimizer):
     engine = optim.AdaBelief
 
 
-__all__ = ["Optimizer", *optim.__all__]
+# The update(params, grads) family; the line-search methods (LBFGS, ConjugateGradient) take a
+# closure and have no adapter here.
+_ENGINES = [name for name in optim.__all__ if issubclass(getattr(optim, name), optim.Optimizer)]
+__all__ = ["Optimizer", *_ENGINES]
 
-for _name in optim.__all__:
+for _name in _ENGINES:
     _cls = globals()[_name]
     _cls.__doc__ = f"{_cls.engine.__doc__}\n\n    A torch.optim.Optimizer: see fastopt.torch."

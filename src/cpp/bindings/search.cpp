@@ -322,7 +322,8 @@ void Search::write(int index, const py::sequence& arrays) {
 }  // namespace
 
 void register_search(py::module_& m) {
-  py::class_<Search>(m, "Search",
+  // The plain type metaclass, as Updater's: the stub (_core.pyi) can then spell the class.
+  py::class_<Search>(m, "Search", py::metaclass(reinterpret_cast<PyObject*>(&PyType_Type)),
                      "The flat vectors of a line-search method over every key of a params dict, "
                      "in numbered slots, and the fused passes over them (fastopt.optim.LBFGS).")
       .def(py::init<const std::string&, const std::vector<std::int64_t>&>(), py::arg("dtype"),
