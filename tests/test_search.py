@@ -277,7 +277,10 @@ def quartic(params):
 
 def identity_run(cls, **settings) -> dict:
     rng = np.random.default_rng(5)
-    params = {"x": rng.standard_normal(IDENTITY_N), "y": rng.standard_normal(999).astype(np.float32)}
+    params = {
+        "x": rng.standard_normal(IDENTITY_N),
+        "y": rng.standard_normal(999).astype(np.float32),
+    }
     opt = cls(max_iter=6, **settings)
     for _ in range(2):
         opt.step(params, quartic(params))

@@ -260,3 +260,34 @@ def test_empty_params_and_a_converged_start():
     params = {"x": np.ones(3)}
     loss = opt.step(params, lambda: (0.0, {"x": np.zeros(3)}))  # |g| = 0: nothing to do
     assert loss == 0.0 and opt.n_iter == 0 and opt.func_evals == 2
+
+
+def test_torch_tensors_are_updated_in_place():
+    """torch CPU tensors as params (zero-copy views) and grads: the same bits as NumPy arrays,
+    in the tensors' own memory, with autograd's version bumped."""
+    torch = pytest.importorskip("torch")
+    params, closure = model()
+    tensors = {
+        k: (v if k == "s" else torch.from_numpy(np.array(v, copy=True))) for k, v in params.items()
+    }
+    memory = {k: v.data_ptr() for k, v in tensors.items() if k != "s"}
+    versions = {k: v._version for k, v in tensors.items() if k != "s"}
+
+    def torch_closure():
+        params.update({k: (v if k == "s" else v.numpy()) for k, v in tensors.items()})
+        loss, grads = closure()
+        return loss, {
+            k: (g if k == "s" else torch.from_numpy(np.array(g))) for k, g in grads.items()
+        }
+
+    arrays, array_closure = model()
+    mine, theirs = (LBFGS(max_iter=3, line_search_fn="strong_wolfe") for _ in range(2))
+    for _ in range(2):
+        mine.step(tensors, torch_closure)
+        theirs.step(arrays, array_closure)
+    for key, value in tensors.items():
+        if key == "s":
+            assert value == arrays["s"]
+        else:
+            assert np.array_equal(value.numpy(), arrays[key]) and value.data_ptr() == memory[key]
+            assert value._version > versions[key]
