@@ -11,10 +11,9 @@ import subprocess
 import sys
 import warnings
 
+import fastopt
 import numpy as np
 import pytest
-
-import fastopt
 from fastopt.optim import LBFGS, ConjugateGradient
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import copy
 import pickle
 
+import fastopt
 import numpy as np
 import pytest
-
-import fastopt
 from fastopt.optim import LBFGS, ConjugateGradient
 
 KINDS = [

@@ -86,24 +86,73 @@ def _train(args: argparse.Namespace) -> list[Any]:
     return runs
 
 
-def _images(args: argparse.Namespace, paths: Any, runs: list[Any]) -> None:
-    from . import plots
+def _logistic(args: argparse.Namespace) -> tuple[list[Any], float]:
+    from . import digits, logistic
+
+    print(
+        f"\n3. Logistic regression on the digits, full batch (L2 {logistic.L2:g}): "
+        f"{logistic.BUDGET} gradient evaluations each"
+    )
+    fits, optimum = logistic.compare(digits.load(args.seed))
+    print(f"\n   {'optimizer':<14} {'test accuracy':>13} {'final loss':>10} {'above minimum':>13}")
+    for fit in fits:
+        print(
+            f"   {fit.name:<14} {fit.test_accuracy:>13.3f} {fit.final_loss:>10.6f} "
+            f"{fit.final_loss - optimum:>13.1e}"
+        )
+    print(f"   (the minimum, {optimum:.8f}, by L-BFGS with tight tolerances)")
+    return fits, optimum
+
+
+def _titles(args: argparse.Namespace, paths: dict) -> dict[str, str]:
     from .optimizers import OPTIMIZERS
 
+    titles = {name: f"{name} (lr={OPTIMIZERS[name].bowl.get('lr')})" for name in args.optimizers}
+    searches = {"L-BFGS": "L-BFGS, strong Wolfe", "CG": "CG, Polak-Ribière+"}
+    for name, label in searches.items():
+        titles[name] = f"{label}: {len(paths[name]) - 1} iterations"
+    return titles
+
+
+def _images(
+    args: argparse.Namespace, paths: Any, runs: list[Any], logistic: tuple[list[Any], float]
+) -> None:
+    from . import plots
+
+    fits, optimum = logistic
     args.out.mkdir(parents=True, exist_ok=True)
-    settings = {name: OPTIMIZERS[name].bowl for name in args.optimizers}
     written = [
         (
-            plots.paths_figure(paths, settings, args.out),
+            plots.paths_figure(paths, _titles(args, paths), args.out),
             "SGD zig-zags across the narrow valley; momentum overshoots and swings back; the "
-            "adaptive methods head straight for the minimum",
+            "adaptive methods head straight for the minimum; L-BFGS and CG search along lines",
         ),
         (plots.training_figure(runs, args.out), "how fast each optimizer brings the loss down"),
         (plots.speed_figure(runs, args.out), "fastopt's update() against the book's NumPy"),
+        (plots.logistic_figure(fits, optimum, args.out), "L-BFGS against Adam, full batch"),
     ]
-    print("\n3. Images")
+    print("\n4. Images")
     for path, what in written:
         print(f"   {path}: {what}")
+
+
+def _bowl(args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]:
+    from . import bowl
+
+    print(f"\n1. Paths on f(x, y) = x²/20 + y² from {bowl.START}, {bowl.STEPS} steps each")
+    paths = bowl.paths(args.optimizers)
+    for name, points in paths.items():
+        x, y = points[-1]
+        print(f"   {name:<9} ends at ({x:+.4f}, {y:+.4f}), f = {bowl.f(x, y):.2e}")
+    searches = bowl.search_paths()
+    print("   L-BFGS and CG, one iteration (a line search) at a time, until they stop:")
+    for name, points in searches.items():
+        x, y = points[-1]
+        print(
+            f"   {name:<9} ends at ({x:+.1e}, {y:+.1e}), f = {bowl.f(x, y):.1e}, "
+            f"after {len(points) - 1} iterations"
+        )
+    return {**paths, **searches}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,20 +164,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import fastopt
 
-    from . import bowl
-
     print(
         f"fastopt {fastopt.__version__} demo: SIMD level {fastopt.simd_level()}, "
         f"{fastopt.get_num_threads()} threads, seed {args.seed}"
     )
-    print(f"\n1. Paths on f(x, y) = x²/20 + y² from {bowl.START}, {bowl.STEPS} steps each")
-    paths = bowl.paths(args.optimizers)
-    for name, points in paths.items():
-        x, y = points[-1]
-        print(f"   {name:<9} ends at ({x:+.4f}, {y:+.4f}), f = {bowl.f(x, y):.2e}")
+    paths = _bowl(args)
     runs = _train(args)
+    logistic = _logistic(args)
     if not args.no_plots:
-        _images(args, paths, runs)
+        _images(args, paths, runs, logistic)
     return 0
 
 

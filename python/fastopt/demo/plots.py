@@ -1,4 +1,4 @@
-"""The three figures, readable and colour-blind safe (Okabe-Ito palette plus line styles)."""
+"""The four figures, readable and colour-blind safe (Okabe-Ito palette plus line styles)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def _save(plt, fig, path: Path) -> Path:
     return path
 
 
-def paths_figure(paths: dict, settings: dict, out: Path) -> Path:
+def paths_figure(paths: dict, titles: dict, out: Path) -> Path:
+    """One panel per optimizer, titled by ``titles[name]``."""
     plt = _pyplot()
     columns = 3
     rows = -(-len(paths) // columns)
@@ -56,8 +57,7 @@ def paths_figure(paths: dict, settings: dict, out: Path) -> Path:
         px, py = zip(*points)
         ax.plot(px, py, "o-", color=PALETTE[i % len(PALETTE)], markersize=3, linewidth=1.2)
         ax.plot(0, 0, "+", color="black", markersize=10)
-        lr = settings[name].get("lr")
-        ax.set_title(f"{name} (lr={lr})", fontsize=10)
+        ax.set_title(titles[name], fontsize=10)
         ax.set_xlim(-10, 10)
         ax.set_ylim(-5, 5)
         ax.set_xlabel("x")
@@ -65,7 +65,9 @@ def paths_figure(paths: dict, settings: dict, out: Path) -> Path:
     for ax in list(axes.flat)[len(paths) :]:
         ax.axis("off")
     fig.suptitle(
-        f"{bowl.STEPS} steps on f(x, y) = x²/20 + y² from (-7, 2); + marks the minimum", fontsize=11
+        f"f(x, y) = x²/20 + y² from (-7, 2): {bowl.STEPS} steps of each first-order method; "
+        "L-BFGS and CG: every iterate (each after a line search); + marks the minimum",
+        fontsize=11,
     )
     return _save(plt, fig, out / "paths.png")
 
@@ -113,3 +115,29 @@ def speed_figure(runs: list, out: Path) -> Path:
     ax.set_title("How much faster fastopt's update() is, in the same training run")
     ax.set_xlim(0, max(ratios) * 1.15)
     return _save(plt, fig, out / "speed.png")
+
+
+def logistic_figure(fits: list, optimum: float, out: Path) -> Path:
+    """The loss at each gradient evaluation, and its distance to the minimum."""
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for i, fit in enumerate(fits):
+        evaluations = np.arange(1, len(fit.losses) + 1)
+        style = {"color": PALETTE[i], "linestyle": STYLES[i], "linewidth": 1.6}
+        label = f"{fit.name} (test accuracy {fit.test_accuracy:.3f})"
+        left.plot(evaluations, fit.losses, label=label, **style)
+        # max(): the last digits of a loss at the minimum may fall below the estimate of it.
+        right.plot(evaluations, np.maximum(np.array(fit.losses) - optimum, 1e-16), **style)
+    left.set_ylabel("full-batch training loss (log scale)")
+    right.set_ylabel("loss - its minimum (log scale)")
+    right.set_ylim(1e-9, 5)  # from the first loss, ~2.2 above the minimum
+    for ax in (left, right):
+        ax.set_yscale("log")
+        ax.set_xlabel("gradient evaluations (closure calls, line-search trials included)")
+        ax.grid(True, alpha=0.3)
+    left.legend(fontsize=9)
+    fig.suptitle(
+        "Multinomial logistic regression on the digits, full batch, small L2: L-BFGS against Adam",
+        fontsize=11,
+    )
+    return _save(plt, fig, out / "logistic.png")

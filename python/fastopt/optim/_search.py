@@ -23,8 +23,11 @@ from typing import Any, ClassVar, NamedTuple
 import numpy as np
 
 from .. import _core
+from .._checks import finite_nonnegative, optional_positive_count, positive_count
 from .._flat import Entry, Inputs, _grad
+from .._settings import Hyperparameter
 from .._tensors import written
+from ._line_search import strong_wolfe
 
 __all__ = ["SearchOptimizer", "Sums"]
 
@@ -78,6 +81,12 @@ class Slots:
 class SearchOptimizer:
     """Base class of fastopt.optim.LBFGS and ConjugateGradient: ``step(params, closure)``."""
 
+    # The settings every method has (torch.optim.LBFGS's names and meanings).
+    lr = Hyperparameter(finite_nonnegative)
+    max_iter = Hyperparameter(positive_count)
+    max_eval = Hyperparameter(optional_positive_count)
+    tolerance_grad = Hyperparameter(finite_nonnegative)
+    tolerance_change = Hyperparameter(finite_nonnegative)
     _hyperparameters: ClassVar[tuple[str, ...]] = ()
     _counters: ClassVar[dict[str, Any]] = {}  # the scalar state and its start values
     _vectors: ClassVar[tuple[str, ...]] = ()  # state held in one slot each (or None)
@@ -92,7 +101,12 @@ class SearchOptimizer:
     prev_flat_grad: int | None  # the slot of the gradient the last direction was made from
     _params: Any  # (params, Inputs) while a step runs
 
-    def __init__(self) -> None:
+    def __init__(self, **settings: Any) -> None:
+        """Every name of _hyperparameters; max_eval None is max_iter * 5 // 4, as torch's."""
+        if settings.get("max_eval", 0) is None:
+            settings["max_eval"] = positive_count("max_iter", settings["max_iter"]) * 5 // 4
+        for name in self._hyperparameters:
+            setattr(self, name, settings[name])
         self._lock = threading.RLock()
         self._search: Any = None  # a _core.Search for self._entries, made by the first step
         self._entries: tuple[Entry, ...] = ()
@@ -111,7 +125,7 @@ class SearchOptimizer:
         for name in self._stacks:
             setattr(self, name, [])
 
-    def _run(self, closure: Callable[[], Any], loss: Any, sums: Sums, grad: int) -> None:
+    def _run(self, closure: Callable[[], Any], value: float, sums: Sums, grad: int) -> None:
         """The iterations of one step, from the loss and gradient at the params (in slot grad)."""
         raise NotImplementedError
 
@@ -168,7 +182,9 @@ class SearchOptimizer:
                 self._params = None
 
     def _first(self, closure: Callable[[], Any], loss: Any, sums: Sums, grad: int) -> Any:
-        self._run(closure, loss, sums, grad)
+        self.func_evals += 1
+        if not sums.largest <= self.tolerance_grad:  # (NaN: on, as torch)
+            self._run(closure, loss[1], sums, grad)
         return loss[0]
 
     def _evaluate(self, closure: Callable[[], Any], with_: list[int]) -> tuple[Any, Sums, int]:
@@ -197,6 +213,39 @@ class SearchOptimizer:
                 dtype
             )  # float64 grads of a float32 search, ints, halves: rounded once
         return np.require(flat, requirements=["C", "A"])
+
+    def _line_search(
+        self,
+        closure: Callable[[], Any],
+        at: tuple[float, int, Sums],
+        direction: tuple[int, Sums],
+        t: float,
+        evals_left: int,
+        c2: float = 0.9,
+    ) -> tuple[float, int, float, int, Sums]:
+        """A strong-Wolfe line search along slot d from the params, at (loss, gradient slot, its
+        sums) with direction (slot d, its sums: g . d, |d|_inf), first trying t. The params end
+        at x + t d, t the chosen length. Returns (loss, gradient slot, t, evaluations, the
+        gradient's sums: dot with d, dot2 with the starting gradient)."""
+        value, grad, sums = at
+        d, d_sums = direction
+        x0 = self._slots.take()
+        self._search.gather(x0, self._params[1].params, [])
+        found = {grad: sums}
+
+        def trial(step: float) -> tuple[float, int, float]:
+            self._place(x0, step, d)
+            (_, loss), new_sums, slot = self._evaluate(closure, [d, grad])
+            found[slot] = new_sums
+            return loss, slot, new_sums.dot
+
+        value, grad, t, evals = strong_wolfe(
+            trial, self._slots.give, t, d_sums.largest, value, grad, d_sums.dot,
+            c2=c2, tolerance_change=self.tolerance_change, max_ls=evals_left,
+        )  # fmt: skip
+        self._place(x0, t, d)
+        self._slots.give(x0)
+        return value, grad, t, evals, found[grad]
 
     def _place(self, base: int, step: float, direction: int) -> None:
         """params = slot base + step * slot direction (base -1: the params themselves)."""
@@ -284,10 +333,8 @@ class SearchOptimizer:
         return {"state": self.state_dict()}
 
     def __setstate__(self, data: dict[str, Any]) -> None:
-        SearchOptimizer.__init__(self)
         state = data["state"]
-        for name in self._hyperparameters:
-            setattr(self, name, state["hyperparameters"][name])
+        SearchOptimizer.__init__(self, **state["hyperparameters"])
         self.load_state_dict(state)
 
     def __repr__(self) -> str:

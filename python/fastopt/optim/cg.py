@@ -3,17 +3,14 @@ Wolfe line search, on fastopt's fused vector passes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 from .._checks import (
-    finite_nonnegative,
     optional_positive_count,
-    positive_count,
     unit_interval,
 )
 from .._settings import Hyperparameter
-from ._line_search import strong_wolfe
 from ._search import SearchOptimizer, Sums
 
 __all__ = ["ConjugateGradient"]
@@ -49,11 +46,6 @@ class ConjugateGradient(SearchOptimizer):
     closure raises changes nothing.
     """
 
-    lr = Hyperparameter(finite_nonnegative)
-    max_iter = Hyperparameter(positive_count)
-    max_eval = Hyperparameter(optional_positive_count)
-    tolerance_grad = Hyperparameter(finite_nonnegative)
-    tolerance_change = Hyperparameter(finite_nonnegative)
     beta = Hyperparameter(_beta_formula)
     restart = Hyperparameter(optional_positive_count)
     c2 = Hyperparameter(unit_interval)
@@ -75,12 +67,10 @@ class ConjugateGradient(SearchOptimizer):
         "since_restart": 0,
         "t": None,
         "prev_loss": None,
-        "prev_gtd": None,
         "grad_square": None,
     }
     _vectors = ("d", "prev_flat_grad")
     since_restart: int
-    prev_gtd: float | None
     grad_square: float | None
 
     def __init__(
@@ -94,30 +84,23 @@ class ConjugateGradient(SearchOptimizer):
         restart: int | None = None,
         c2: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.lr = lr
-        self.max_iter = max_iter
-        self.max_eval = max_iter * 5 // 4 if max_eval is None else max_eval
-        self.tolerance_grad = tolerance_grad
-        self.tolerance_change = tolerance_change
-        self.beta = beta
-        self.restart = restart
-        self.c2 = c2
-
-    def step(self, params: dict[Hashable, Any], closure: Callable[[], Any]) -> Any:
-        return super().step(params, closure)
-
-    step.__doc__ = SearchOptimizer.step.__doc__
+        super().__init__(
+            lr=lr,
+            max_iter=max_iter,
+            max_eval=max_eval,
+            tolerance_grad=tolerance_grad,
+            tolerance_change=tolerance_change,
+            beta=beta,
+            restart=restart,
+            c2=c2,
+        )
 
     def _first_with(self) -> list[int]:
         # The first gradient's dot product with the previous one, for beta.
         return [] if self.prev_flat_grad is None else [self.prev_flat_grad]
 
-    def _run(self, closure: Callable[[], Any], loss: Any, sums: Sums, grad: int) -> None:
-        self.func_evals += 1
-        if sums.largest <= self.tolerance_grad:
-            return
-        value, evals, n_iter = loss[1], 1, 0
+    def _run(self, closure: Callable[[], Any], value: float, sums: Sums, grad: int) -> None:
+        evals, n_iter = 1, 0
         search, slots = self._search, self._slots
         square, cross = sums.square, sums.dot
         restart = self.restart if self.restart is not None else max(search.size, 1)
@@ -136,34 +119,18 @@ class ConjugateGradient(SearchOptimizer):
             t = self._initial_step(value, d.dot, sums)
             if not d.dot < 0:  # -g does not descend: g is 0 (or NaN)
                 break
-            x0 = slots.take()
-            search.gather(x0, self._params[1].params, [])
-            found: dict[int, Sums] = {grad: sums}
-
-            def trial(
-                step: float, x0: int = x0, d: int = slot, g: int = grad, found: dict = found
-            ) -> tuple[float, int, float]:
-                self._place(x0, step, d)
-                (_, f), at, new = self._evaluate(closure, [d, g])
-                found[new] = at
-                return f, new, at.dot
-
-            new_value, new_grad, self.t, ls_evals = strong_wolfe(
-                trial, slots.give, t, d.largest, value, grad, d.dot,
-                c2=self.c2, tolerance_change=self.tolerance_change,
-                max_ls=self.max_eval - evals,
-            )  # fmt: skip
-            self._place(x0, self.t, slot)
-            slots.give(x0)
+            new_value, new_grad, self.t, ls_evals, new_sums = self._line_search(
+                closure, (value, grad, sums), (slot, d), t, self.max_eval - evals, c2=self.c2
+            )
             evals += ls_evals
             self.func_evals += ls_evals
-            self.prev_loss, self.prev_gtd, self.grad_square = value, d.dot, square
+            self.prev_loss, self.grad_square = value, square
             if self.prev_flat_grad != grad:
                 slots.give(self.prev_flat_grad)
             self.prev_flat_grad = grad
             if new_grad == grad:  # the line search found no better point: restart at -g next
                 self.since_restart = restart
-            sums = found[new_grad]
+            sums = new_sums
             cross = sums.dot2 if new_grad != grad else square
             grad, value, square = new_grad, new_value, sums.square
             if (

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from functools import partial
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._checks import finite_nonnegative, line_search, optional_positive_count, positive_count
+from .._checks import line_search, positive_count
 from .._settings import Hyperparameter
-from ._line_search import strong_wolfe
 from ._search import SearchOptimizer, Sums
 
 __all__ = ["LBFGS"]
@@ -56,11 +54,6 @@ class LBFGS(SearchOptimizer):
     ...     loss = opt.step(params, closure)
     """
 
-    lr = Hyperparameter(finite_nonnegative)
-    max_iter = Hyperparameter(positive_count)
-    max_eval = Hyperparameter(optional_positive_count)
-    tolerance_grad = Hyperparameter(finite_nonnegative)
-    tolerance_change = Hyperparameter(finite_nonnegative)
     history_size = Hyperparameter(positive_count)
     line_search_fn = Hyperparameter(line_search)
 
@@ -89,7 +82,6 @@ class LBFGS(SearchOptimizer):
     rho: list[float]
     old_dirs: list[int]
     old_stps: list[int]
-    _largest: dict[int, float]
 
     def __init__(
         self,
@@ -101,28 +93,20 @@ class LBFGS(SearchOptimizer):
         history_size: int = 100,
         line_search_fn: str | None = None,
     ) -> None:
-        super().__init__()
-        self.lr = lr
-        self.max_iter = max_iter
-        self.max_eval = max_iter * 5 // 4 if max_eval is None else max_eval
-        self.tolerance_grad = tolerance_grad
-        self.tolerance_change = tolerance_change
-        self.history_size = history_size
-        self.line_search_fn = line_search_fn
+        super().__init__(
+            lr=lr,
+            max_iter=max_iter,
+            max_eval=max_eval,
+            tolerance_grad=tolerance_grad,
+            tolerance_change=tolerance_change,
+            history_size=history_size,
+            line_search_fn=line_search_fn,
+        )
 
-    def step(self, params: dict[Hashable, Any], closure: Callable[[], Any]) -> Any:
-        return super().step(params, closure)
-
-    step.__doc__ = SearchOptimizer.step.__doc__
-
-    def _run(self, closure: Callable[[], Any], loss: Any, sums: Sums, grad: int) -> None:
+    def _run(self, closure: Callable[[], Any], value: float, sums: Sums, grad: int) -> None:
         """The iterations of one step, in torch.optim.LBFGS.step's order of decisions."""
-        self.func_evals += 1
-        if sums.largest <= self.tolerance_grad:
-            return
-        value, evals, n_iter = loss[1], 1, 0
+        evals, n_iter = 1, 0
         search, slots = self._search, self._slots
-        self._largest = {grad: sums.largest}  # |g|_inf of the gradients the line search made
         while n_iter < self.max_iter:
             n_iter += 1
             self.n_iter += 1
@@ -141,22 +125,10 @@ class LBFGS(SearchOptimizer):
             if gtd > -self.tolerance_change:
                 break
             if self.line_search_fn is not None:
-                x0 = slots.take()
-                search.gather(x0, self._params[1].params, [])
-                value, grad, self.t, ls_evals = strong_wolfe(
-                    partial(self._trial, closure, x0, direction.slot),
-                    slots.give,
-                    self.t,
-                    direction.sums.largest,
-                    value,
-                    grad,
-                    gtd,
-                    tolerance_change=self.tolerance_change,
-                    max_ls=self.max_eval - evals,
+                value, grad, self.t, ls_evals, sums = self._line_search(
+                    closure, (value, grad, sums), direction, self.t, self.max_eval - evals
                 )
-                self._place(x0, self.t, self.d)
-                slots.give(x0)
-                largest = self._largest[grad]
+                largest = sums.largest
             else:
                 self._place(-1, self.t, self.d)
                 ls_evals = 0
@@ -200,15 +172,6 @@ class LBFGS(SearchOptimizer):
             slots.give(s)
         sums = search.two_loop(slot, grad, self.old_stps, self.old_dirs, self.rho, self.H_diag)
         return _Direction(slot, Sums(*sums))
-
-    def _trial(
-        self, closure: Callable[[], Any], x0: int, d: int, t: float
-    ) -> tuple[float, int, float]:
-        """The line search's evaluate(t): params = x0 + t d, then the closure there."""
-        self._place(x0, t, d)
-        (_, value), sums, grad = self._evaluate(closure, [d])
-        self._largest[grad] = sums.largest
-        return value, grad, sums.dot
 
 
 class _Direction(NamedTuple):
