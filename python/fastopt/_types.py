@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
-Params = MutableMapping[Hashable, Any]
-Grads = Mapping[Hashable, Any]
+# Keys typed Any, not Hashable: a mapping's key type is invariant, so MutableMapping[Hashable, Any]
+# would refuse the dict[str, np.ndarray] every caller has.
+Params = MutableMapping[Any, Any]
+Grads = Mapping[Any, Any]

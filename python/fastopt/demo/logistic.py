@@ -7,7 +7,6 @@ weights; the loss of every evaluation is recorded, line-search trials included.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,9 +29,7 @@ class Fit:
     test_accuracy: float = 0.0
 
 
-# Params and grads: dict[Hashable, Any], the type fastopt's step() and update() take (dict is
-# invariant in its key, so a dict[str, ...] would not do for mypy).
-Params = dict[Hashable, Any]
+Params = dict[str, Any]
 
 
 def loss_and_grads(params, x, y) -> tuple[float, Params]:

@@ -17,7 +17,7 @@ step's new slots.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -145,7 +145,7 @@ class SearchOptimizer:
 
     # ---- one step ----
 
-    def step(self, params: dict[Hashable, Any], closure: Callable[[], Any]) -> Any:
+    def step(self, params: dict[Any, Any], closure: Callable[[], Any]) -> Any:
         """Minimize from ``params`` (updated in place) by up to the settings' iterations.
 
         ``closure()`` must compute the loss and its gradient at the current values of ``params``
