@@ -10,8 +10,9 @@ fused call each, and a gradient is a slot of the caller's ``_core.Search``, neve
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
+
+import numpy as np
 
 __all__ = ["strong_wolfe", "cubic_minimum"]
 
@@ -28,16 +29,20 @@ def cubic_minimum(
     """The minimizer of the cubic through (x1, f1) and (x2, f2) with slopes g1 and g2, clipped to
     ``bounds`` (default: between x1 and x2); their midpoint when the cubic has no minimum."""
     low, high = bounds if bounds is not None else (min(x1, x2), max(x1, x2))
-    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
-    d2_square = d1**2 - g1 * g2
-    if not d2_square >= 0:  # no real minimum (or NaN): the midpoint, as torch
-        return (low + high) / 2.0
-    d2 = math.sqrt(d2_square)
-    if x1 <= x2:
-        at = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
-    else:
-        at = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
-    return min(max(at, low), high)
+    # In NumPy float64 with warnings off, as torch's 0-d tensors compute: a collapsed bracket
+    # (x1 == x2) or an overflow gives inf or NaN and the midpoint, where Python floats raise.
+    with np.errstate(all="ignore"):
+        x1_, f1_, g1_, x2_, f2_, g2_ = (np.float64(v) for v in (x1, f1, g1, x2, f2, g2))
+        d1 = g1_ + g2_ - 3 * (f1_ - f2_) / (x1_ - x2_)
+        d2_square = d1 * d1 - g1_ * g2_
+        if not d2_square >= 0:  # no real minimum (or NaN): the midpoint, as torch
+            return (low + high) / 2.0
+        d2 = np.sqrt(d2_square)
+        if x1_ <= x2_:
+            at = x2_ - (x2_ - x1_) * ((g2_ + d2 - d1) / (g2_ - g1_ + 2 * d2))
+        else:
+            at = x1_ - (x1_ - x2_) * ((g1_ + d2 - d1) / (g1_ - g2_ + 2 * d2))
+    return min(max(float(at), low), high)
 
 
 class _Point:

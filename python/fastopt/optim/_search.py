@@ -17,7 +17,8 @@ step's new slots.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -108,6 +109,7 @@ class SearchOptimizer:
         for name in self._hyperparameters:
             setattr(self, name, settings[name])
         self._lock = threading.RLock()
+        self._stepping = False  # a step is running (its closure may call back into this object)
         self._search: Any = None  # a _core.Search for self._entries, made by the first step
         self._entries: tuple[Entry, ...] = ()
         self._slots = Slots()
@@ -158,7 +160,7 @@ class SearchOptimizer:
         """
         if not callable(closure):
             raise TypeError(f"closure must be callable; got {type(closure).__name__}")
-        with self._lock:
+        with self._held("step"):
             inputs = self._inputs(params)
             # Lists (L-BFGS's history) are copied: a step builds new ones, never edits these.
             saved = {
@@ -180,6 +182,36 @@ class SearchOptimizer:
             finally:
                 self._slots.end(self._live())
                 self._params = None
+
+    @contextmanager
+    def _held(self, what: str) -> Iterator[None]:
+        """The lock, for a step or for reading or changing the state. Another thread waits; the
+        thread whose step is running (its closure calling back) is refused: a nested step, reset
+        or load would change the vectors the running step holds, and a state shown then would be
+        half a step's."""
+        with self._lock:
+            if self._stepping:
+                raise RuntimeError(
+                    f"{type(self).__name__}.{what}() was called from inside the closure of its own "
+                    "running step(); call it after step() returns"
+                )
+            if what != "step":
+                yield
+                return
+            self._stepping = True
+            try:
+                yield
+            finally:
+                self._stepping = False
+
+    @property
+    def _eval_budget(self) -> int:
+        """max_eval, or torch's default for it when it is None (max_iter * 5 // 4)."""
+        return self.max_iter * 5 // 4 if self.max_eval is None else self.max_eval
+
+    def _check_counters(self, counters: dict[str, Any]) -> None:
+        """A loaded state's counters, beyond their types: ValueError if a step could not use
+        them (a subclass's own rules)."""
 
     def _first(self, closure: Callable[[], Any], loss: Any, sums: Sums, grad: int) -> Any:
         self.func_evals += 1
@@ -307,7 +339,7 @@ class SearchOptimizer:
         params): "kind", "hyperparameters", "counters", "state" ({name: {key: array}})."""
         from ._search_state import state_dict
 
-        with self._lock:
+        with self._held("state_dict"):
             return state_dict(self)
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -315,15 +347,15 @@ class SearchOptimizer:
         vectors are placed at the next step, which checks them against its params."""
         from ._search_state import load_state_dict
 
-        with self._lock:
+        with self._held("load_state_dict"):
             load_state_dict(self, state)
 
     def reset(self) -> None:
         """Forget the state (history, directions, counters), keeping the settings."""
-        with self._lock:
+        with self._held("reset"):
             self._pending = None
             self._reset_state()
-            self._slots.end(set())
+            self._search, self._entries = None, ()  # the vectors' memory goes back now
 
     def _forget_plan(self) -> None:
         """Called by the hyperparameter descriptors: nothing is cached from the settings."""

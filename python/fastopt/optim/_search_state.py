@@ -99,10 +99,7 @@ def _checked_counters(
         if not ok:
             raise ValueError(f"counters[{name!r}] is not valid: {value!r}")
         checked[name] = list(value) if isinstance(value, list) else value
-    limit = settings.get("history_size")
-    for name, value in checked.items():
-        if isinstance(value, list) and limit is not None and len(value) > limit:
-            raise ValueError(f"counters[{name!r}] holds {len(value)} pairs; history_size={limit}")
+    opt._check_counters(checked)
     return checked
 
 

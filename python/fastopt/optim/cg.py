@@ -3,6 +3,7 @@ Wolfe line search, on fastopt's fused vector passes."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -120,7 +121,7 @@ class ConjugateGradient(SearchOptimizer):
             if not d.dot < 0:  # -g does not descend: g is 0 (or NaN)
                 break
             new_value, new_grad, self.t, ls_evals, new_sums = self._line_search(
-                closure, (value, grad, sums), (slot, d), t, self.max_eval - evals, c2=self.c2
+                closure, (value, grad, sums), (slot, d), t, self._eval_budget - evals, c2=self.c2
             )
             evals += ls_evals
             self.func_evals += ls_evals
@@ -134,7 +135,7 @@ class ConjugateGradient(SearchOptimizer):
             cross = sums.dot2 if new_grad != grad else square
             grad, value, square = new_grad, new_value, sums.square
             if (
-                evals >= self.max_eval
+                evals >= self._eval_budget
                 or sums.largest <= self.tolerance_grad
                 or abs(d.largest * self.t) <= self.tolerance_change
             ):
@@ -142,10 +143,15 @@ class ConjugateGradient(SearchOptimizer):
         if grad != self.prev_flat_grad:
             slots.give(grad)
 
+    def _check_counters(self, counters: dict[str, Any]) -> None:
+        square = counters["grad_square"]
+        if square is not None and not (math.isfinite(square) and square >= 0):
+            raise ValueError(f"counters['grad_square'] must be finite and >= 0; got {square!r}")
+
     def _beta_value(self, square: float, cross: float, restart: int) -> float:
         """beta for d = -g + beta d_prev; 0 restarts."""
-        if self.d is None or self.grad_square is None or self.since_restart + 1 >= restart:
-            return 0.0
+        if not (self.d is not None and self.grad_square and self.since_restart + 1 < restart):
+            return 0.0  # (a zero |g_prev|^2 comes only from a loaded state: restart too)
         if abs(cross) >= 0.2 * square:  # Powell: successive gradients far from orthogonal
             return 0.0
         if self.beta == "fletcher_reeves":

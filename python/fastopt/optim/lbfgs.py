@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -126,7 +127,7 @@ class LBFGS(SearchOptimizer):
                 break
             if self.line_search_fn is not None:
                 value, grad, self.t, ls_evals, sums = self._line_search(
-                    closure, (value, grad, sums), direction, self.t, self.max_eval - evals
+                    closure, (value, grad, sums), direction, self.t, self._eval_budget - evals
                 )
                 largest = sums.largest
             else:
@@ -140,7 +141,7 @@ class LBFGS(SearchOptimizer):
             self.func_evals += ls_evals
             if (
                 n_iter == self.max_iter
-                or evals >= self.max_eval
+                or evals >= self._eval_budget
                 or largest <= self.tolerance_grad
                 or direction.largest_step(self.t, search.dtype) <= self.tolerance_change
                 or abs(value - self.prev_loss) < self.tolerance_change
@@ -148,6 +149,14 @@ class LBFGS(SearchOptimizer):
                 break
         if grad != self.prev_flat_grad:
             slots.give(grad)
+
+    def _check_counters(self, counters: dict[str, Any]) -> None:
+        if counters["n_iter"] > 0 and not (
+            _finite(counters["t"]) and _finite(counters["H_diag"]) and counters["H_diag"] > 0
+        ):
+            raise ValueError("a state with n_iter > 0 needs a finite t and a finite H_diag > 0")
+        if not all(_finite(r) and r > 0 for r in counters["rho"]):
+            raise ValueError("counters['rho'] must hold finite numbers > 0 (1 / y.s, y.s > 1e-10)")
 
     def _direction(self, grad: int, slot: int) -> _Direction:
         """The new direction into ``slot``: -g on the first iteration ever, else the curvature
@@ -161,10 +170,12 @@ class LBFGS(SearchOptimizer):
         ys, _, yy, _, _ = search.pair(y, s, grad, self.prev_flat_grad, self.d, self.t)
         if ys > 1e-10:
             stps, dirs, rho = self.old_stps, self.old_dirs, self.rho
-            if len(dirs) == self.history_size:
-                slots.give(stps[0])
-                slots.give(dirs[0])
-                stps, dirs, rho = stps[1:], dirs[1:], rho[1:]
+            # The oldest pairs make room: one when the history is full, as torch; more when
+            # history_size was lowered since (torch's history would then grow without bound).
+            drop = max(len(dirs) + 1 - self.history_size, 0)
+            for old in (*stps[:drop], *dirs[:drop]):
+                slots.give(old)
+            stps, dirs, rho = stps[drop:], dirs[drop:], rho[drop:]
             self.old_stps, self.old_dirs, self.rho = [*stps, s], [*dirs, y], [*rho, 1.0 / ys]
             self.H_diag = ys / yy
         else:
@@ -172,6 +183,10 @@ class LBFGS(SearchOptimizer):
             slots.give(s)
         sums = search.two_loop(slot, grad, self.old_stps, self.old_dirs, self.rho, self.H_diag)
         return _Direction(slot, Sums(*sums))
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 class _Direction(NamedTuple):

@@ -107,7 +107,7 @@ class Search {
 
   void* slot(int index, bool must_exist) {
     if (index < 0) return nullptr;
-    if (index >= 4096) throw py::value_error("Search: slot index out of range");
+    if (index >= (1 << 24)) throw py::value_error("Search: slot index out of range");
     if (index >= slots()) {
       if (must_exist) throw py::value_error("Search: slot " + std::to_string(index) + " is empty");
       slots_.resize(static_cast<std::size_t>(index) + 1);
