@@ -289,6 +289,16 @@ def launched_distributed(quick: bool) -> list[Table]:
     return tables
 
 
+def second_order(quick: bool, repeats: int) -> list[Table]:
+    """benchmarks/second_order.py's tables (L-BFGS and CG against torch and scipy); a note saying
+    why when torch or scipy is missing."""
+    try:
+        import second_order as module
+    except ImportError as error:
+        return [Table("fastopt.optim.LBFGS, ConjugateGradient", f"skipped: no {error.name}")]
+    return module.tables(quick, repeats)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes: a check, not a result")
@@ -311,6 +321,7 @@ def main(argv=None) -> int:
             "nonfinite",
             "torch",
             "distributed",
+            "second_order",
             "sweep",
         ],  # fmt: skip
     )
@@ -348,10 +359,11 @@ def main(argv=None) -> int:
         "torch": lambda: torch_training.training_loop(2 if args.quick else 7, args.quick, args.out),
         "torch_offload": lambda: torch_training.large_flat(max(args.repeats, 7), args.quick),
         "distributed": lambda: launched_distributed(args.quick),
+        "second_order": lambda: second_order(args.quick, args.repeats),
     }
     tables, points = [], []
     for name, section in sections.items():
-        if not args.only or name.split("_")[0] in args.only:
+        if not args.only or name in args.only or name.split("_")[0] in args.only:
             made = section()  # a Table, or a list of them
             for table in made if isinstance(made, list) else [made]:
                 tables.append(table)

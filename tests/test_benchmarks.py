@@ -162,3 +162,22 @@ def test_distributed_section_runs_at_two_processes_or_says_it_skipped(tmp_path):
     assert float(rows["fastopt ms"]) > 0 and float(rows["ceiling ms"]) > 0
     assert rows["MB sent (counted)"] == "0.262"  # 2 (N-1)/N of 2^16 float32: an allreduce's bytes
     assert float(rows["state MB/process"]) == float(rows["state MB one process"]) / 2
+
+
+def test_second_order_section_times_lbfgs_and_reports_convergence(tmp_path):
+    """benchmarks/second_order.py --quick, through run.py: both tables, every contender."""
+    pytest.importorskip("torch")
+    pytest.importorskip("scipy")
+    done = run_benchmarks(tmp_path, "--repeats", "1", "--only", "second_order")
+    assert done.returncode == 0, done.stderr
+    timing, convergence = json.loads((tmp_path / "benchmark.json").read_text())["tables"]
+    for row in timing["rows"]:
+        assert row["fastopt_ms"] > 0 and row["x_torch"] > 0, row
+    assert any(row["x_scipy"] for row in timing["rows"])
+    assert any(row["pct_of_probe"] for row in timing["rows"])
+    solved = {(r["optimizer"], r["line_search"], r["history"]) for r in convergence["rows"]
+              if r["change"] == 0 and r["reached"]}  # fmt: skip
+    # With no loss-change tolerance every method reaches |g|_inf <= 1e-5 on Rosenbrock-100.
+    assert ("fastopt LBFGS", "strong_wolfe", 100) in solved
+    assert ("fastopt ConjugateGradient", "strong_wolfe", None) in solved
+    assert ("scipy L-BFGS-B", "own", 10) in solved

@@ -157,6 +157,11 @@ class SearchOptimizer:
         All or nothing: if ``closure`` raises, or returns no usable ``(loss, grads)`` (a missing
         key, a wrong shape, a loss that is not a real number), the params are written back as
         they were before the step, the optimizer's state is as it was, and the error propagates.
+
+        The closure must read the params' own arrays (they are written in place; one that puts
+        new arrays into ``params`` is not seen until the next step), must not call this
+        optimizer's ``step``, ``reset``, ``load_state_dict`` or ``state_dict`` (RuntimeError), and
+        must not wait for another thread that does: the step holds the optimizer's lock.
         """
         if not callable(closure):
             raise TypeError(f"closure must be callable; got {type(closure).__name__}")
