@@ -17,6 +17,8 @@
 #endif
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "kernels/table.hpp"
 
@@ -25,84 +27,229 @@ namespace search {
 
 constexpr int kLanes = 8;
 
-// The larger of a running maximum and |v|, NaN-sticky: torch's max() propagates a NaN, and a
-// stopping test on a NaN maximum must not pass.
-inline double max_magnitude(double running, double v) {
-  const double magnitude = v < 0 ? -v : v;
-  return (running != running || magnitude <= running) ? running : magnitude;
+// The lanes are written as GCC/Clang vectors of kPer doubles (8 / kPer of them make the 8 lanes),
+// and the formulas compute kPer elements at once on vectors of T. Spelled as arrays of 8 lanes with a loop
+// over them (reduce.hpp's way), GCC 12 vectorized these passes only when it knew n: called through
+// the kernel table they ran at 0.8 G elements/s, in-order reductions and branches, against 4-7
+// written this way. Lanes and their order are the same either way, so are the bits; IEEE
+// arithmetic on a vector is that on each element. A vector is one register of the level (AVX2's
+// and AVX-512's: 4 doubles, SSE2's: 2): a wider one was lowered through memory, 7-20x slower.
+#if defined(__AVX__)
+constexpr int kVectorBytes = 32;  // one AVX register
+#else
+constexpr int kVectorBytes = 16;  // one SSE2 register (a wider vector is lowered through memory)
+#endif
+constexpr int kPer = kVectorBytes / sizeof(double);  // lanes per vector of doubles
+using Quad = double __attribute__((vector_size(kVectorBytes)));
+using FloatQuad = float __attribute__((vector_size(kVectorBytes / 2)));
+// The same vectors at any element alignment, for loads and stores. Typed, not memcpy: a memcpy
+// store may alias anything, so the compiler reloaded every pointer after each one.
+using QuadAt = double __attribute__((vector_size(kVectorBytes), aligned(alignof(double))));
+using FloatQuadAt = float __attribute__((vector_size(kVectorBytes / 2), aligned(alignof(float))));
+template <class T>
+struct Vector;  // kPer elements of T
+template <>
+struct Vector<double> {
+  using type = Quad;
+  using at = QuadAt;
+};
+template <>
+struct Vector<float> {
+  using type = FloatQuad;
+  using at = FloatQuadAt;
+};
+
+// kPer elements from p as V (a vector) or one as T; stores likewise.
+template <class V, class T>
+inline V load(const T* p) {
+  if constexpr (std::is_same_v<V, T>) {
+    return *p;
+  } else {
+    return *reinterpret_cast<const typename Vector<T>::at*>(p);
+  }
+}
+template <class V, class T>
+inline void store(T* p, V v) {
+  if constexpr (std::is_same_v<V, T>) {
+    *p = v;
+  } else {
+    *reinterpret_cast<typename Vector<T>::at*>(p) = v;
+  }
+}
+// The same elements in double (exact: float widens exactly).
+template <class V>
+inline auto widen(V v) {
+  if constexpr (std::is_same_v<V, FloatQuad>) {
+    return __builtin_convertvector(v, Quad);
+  } else {
+    return static_cast<std::conditional_t<std::is_arithmetic_v<V>, double, Quad>>(v);
+  }
 }
 
-// Runs value(i) for i in [0, n) (it writes element i and returns it) and sums, per lane, the
-// value's dot products with the kDots vectors `with`, its square, magnitude and running maximum.
-// `with` may alias what value(i) writes (a pair's dot of y with s): no __restrict on it.
-template <class T, int kDots, class Value>
-void accumulate(std::int64_t n, const T* const* with, Value&& value, SearchSums* sums) {
-  double dot[2][kLanes] = {};
-  double square[kLanes] = {}, magnitude[kLanes] = {}, largest[kLanes] = {};
-  auto lane = [&](std::int64_t i, int k) {
-    const double v = static_cast<double>(value(i));
-    for (int j = 0; j < kDots; ++j) dot[j][k] = dot[j][k] + v * static_cast<double>(with[j][i]);
-    square[k] = square[k] + v * v;
-    magnitude[k] = magnitude[k] + (v < 0 ? -v : v);
-    largest[k] = max_magnitude(largest[k], v);
-  };
+// The running sums of one vector of kPer lanes (or of one lane, D = double), in double.
+template <class D, int kDots>
+struct Sums {
+  D dot[2] = {}, square = {}, magnitude = {}, largest = {};
+  template <class V, class T>
+  void add(V value, const T* const* with, std::int64_t i) {
+    const auto v = widen(value);
+    for (int j = 0; j < kDots; ++j) dot[j] = dot[j] + v * widen(load<V>(with[j] + i));
+    square = square + v * v;
+    const D size = v < 0 ? -v : v;
+    magnitude = magnitude + size;
+    // One max instruction; a NaN is dropped here, and the caller makes the maximum NaN when the
+    // sum of magnitudes is, which it is exactly when some element is NaN.
+    largest = size > largest ? size : largest;
+  }
+};
+
+// Runs the formula over [0, n) and sums, per lane (element i goes to lane i % kLanes), its value's
+// dot products with the kDots vectors `with`, its square, magnitude and maximum. formula.template
+// at<V>(i) computes elements i.. as V (a vector of 4 T, or one T), stores them and returns them.
+// `with` may alias what it stores (a pair's dot of y with s): stores come first, and nothing is
+// __restrict across them.
+template <class T, int kDots, class Formula>
+void accumulate(std::int64_t n, const T* const* with, const Formula& formula, SearchSums* out) {
+  using V = typename Vector<T>::type;
+  constexpr int kVectors = kLanes / kPer;
+  Sums<Quad, kDots> part[kVectors];  // part v holds lanes v * kPer .. v * kPer + kPer - 1
   std::int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
-    for (int k = 0; k < kLanes; ++k) lane(i + k, k);
+    for (int v = 0; v < kVectors; ++v) part[v].add(formula.template at<V>(i + v * kPer), with, i + v * kPer);
   }
-  for (int k = 0; i < n; ++i, ++k) lane(i, k);  // the tail continues the same lanes
+  Sums<double, kDots> lane[kLanes];  // the tail continues the same lanes, one element at a time
   for (int k = 0; k < kLanes; ++k) {
-    for (int j = 0; j < kDots; ++j) sums->dot[j] = sums->dot[j] + dot[j][k];
-    sums->square = sums->square + square[k];
-    sums->magnitude = sums->magnitude + magnitude[k];
-    sums->largest = max_magnitude(sums->largest, largest[k]);
+    const Sums<Quad, kDots>& from = part[k / kPer];
+    for (int j = 0; j < kDots; ++j) lane[k].dot[j] = from.dot[j][k % kPer];
+    lane[k].square = from.square[k % kPer];
+    lane[k].magnitude = from.magnitude[k % kPer];
+    lane[k].largest = from.largest[k % kPer];
   }
+  for (int k = 0; i < n; ++i, ++k) lane[k].add(formula.template at<T>(i), with, i);
+  for (int k = 0; k < kLanes; ++k) {  // the lanes in order
+    for (int j = 0; j < kDots; ++j) out->dot[j] = out->dot[j] + lane[k].dot[j];
+    out->square = out->square + lane[k].square;
+    out->magnitude = out->magnitude + lane[k].magnitude;
+    out->largest = lane[k].largest > out->largest ? lane[k].largest : out->largest;
+  }
+  // torch's max() propagates a NaN, and a stopping test on a NaN maximum must not pass.
+  if (out->magnitude != out->magnitude) out->largest = out->magnitude;
 }
 
-template <class T, class Value>
-void accumulate_with(const SearchPass& p, std::int64_t n, Value&& value, SearchSums* sums) {
+template <class T, class Formula>
+void accumulate_with(const SearchPass& p, std::int64_t n, const Formula& formula,
+                     SearchSums* sums) {
   const T* with[2] = {static_cast<const T*>(p.with[0]), static_cast<const T*>(p.with[1])};
   switch (p.num_with) {
     case 0:
-      return accumulate<T, 0>(n, with, value, sums);
+      return accumulate<T, 0>(n, with, formula, sums);
     case 1:
-      return accumulate<T, 1>(n, with, value, sums);
+      return accumulate<T, 1>(n, with, formula, sums);
     default:
-      return accumulate<T, 2>(n, with, value, sums);
+      return accumulate<T, 2>(n, with, formula, sums);
   }
 }
 
-// The passes over flat vectors of the compute type T (see SearchOp for each formula). Scalars
-// (alpha, beta) are rounded to T once, as the optimizers' kernels do with theirs.
+// The formulas (see SearchOp). Each holds its pointers and its scalars rounded to T once, as the
+// optimizers' kernels do with theirs; at<V>(i) is elements i.. as V, stored and returned.
+template <class T>
+struct Negate {  // out = -a
+  T* out;
+  const T* a;
+  template <class V>
+  V at(std::int64_t i) const {
+    const V v = -load<V>(a + i);
+    store(out + i, v);
+    return v;
+  }
+};
+template <class T>
+struct NegatePlus {  // out = -a + beta * b
+  T* out;
+  const T *a, *b;
+  T beta;
+  template <class V>
+  V at(std::int64_t i) const {
+    const V v = -load<V>(a + i) + beta * load<V>(b + i);
+    store(out + i, v);
+    return v;
+  }
+};
+template <class T>
+struct Axpy {  // out = out + alpha * a
+  T* out;
+  const T* a;
+  T alpha;
+  template <class V>
+  V at(std::int64_t i) const {
+    const V v = load<V>(out + i) + alpha * load<V>(a + i);
+    store(out + i, v);
+    return v;
+  }
+};
+template <class T>
+struct Scale {  // out = out * alpha
+  T* out;
+  T alpha;
+  template <class V>
+  V at(std::int64_t i) const {
+    const V v = load<V>(out + i) * alpha;
+    store(out + i, v);
+    return v;
+  }
+};
+template <class T>
+struct Pair {  // out = a - b (y = g - prev g), out2 = c * alpha (s = t d)
+  T *out, *out2;
+  const T *a, *b, *c;
+  T alpha;
+  template <class V>
+  V at(std::int64_t i) const {
+    store(out2 + i, load<V>(c + i) * alpha);
+    const V v = load<V>(a + i) - load<V>(b + i);
+    store(out + i, v);
+    return v;
+  }
+};
+template <class T, class S>
+struct Gather {  // out (flat, T) = a (a grad or param stored as S), converted
+  T* out;
+  const S* a;
+  template <class V>
+  V at(std::int64_t i) const {
+    V v;
+    if constexpr (std::is_same_v<T, S>) {
+      v = load<V>(a + i);
+    } else if constexpr (std::is_arithmetic_v<V>) {
+      v = static_cast<T>(a[i]);
+    } else {  // float grads of a float64 search (widened exactly)
+      v = __builtin_convertvector(load<typename Vector<S>::type>(a + i), V);
+    }
+    store(out + i, v);
+    return v;
+  }
+};
+
+// The passes over flat vectors of the compute type T.
 template <class T>
 void flat_pass(const SearchPass& p, std::int64_t n, SearchSums* sums) {
-  T* __restrict out = static_cast<T*>(p.out);
-  const T* __restrict a = static_cast<const T*>(p.a);
-  const T* __restrict b = static_cast<const T*>(p.b);
+  T* out = static_cast<T*>(p.out);
+  const T* a = static_cast<const T*>(p.a);
+  const T* b = static_cast<const T*>(p.b);
   const T alpha = static_cast<T>(p.alpha), beta = static_cast<T>(p.beta);
   switch (p.op) {
-    case SearchOp::kNegate:  // out = -a
-      return accumulate_with<T>(p, n, [&](std::int64_t i) { return out[i] = -a[i]; }, sums);
-    case SearchOp::kNegatePlus:  // out = -a + beta * b
+    case SearchOp::kNegate:
+      return accumulate_with<T>(p, n, Negate<T>{out, a}, sums);
+    case SearchOp::kNegatePlus:
+      return accumulate_with<T>(p, n, NegatePlus<T>{out, a, b, beta}, sums);
+    case SearchOp::kAxpy:
+      return accumulate_with<T>(p, n, Axpy<T>{out, a, alpha}, sums);
+    case SearchOp::kScale:
+      return accumulate_with<T>(p, n, Scale<T>{out, alpha}, sums);
+    case SearchOp::kPair:
       return accumulate_with<T>(
-          p, n, [&](std::int64_t i) { return out[i] = -a[i] + beta * b[i]; }, sums);
-    case SearchOp::kAxpy:  // out = out + alpha * a
-      return accumulate_with<T>(
-          p, n, [&](std::int64_t i) { return out[i] = out[i] + alpha * a[i]; }, sums);
-    case SearchOp::kScale:  // out = out * alpha
-      return accumulate_with<T>(p, n, [&](std::int64_t i) { return out[i] = out[i] * alpha; }, sums);
-    case SearchOp::kPair: {  // out = a - b (y = g - prev g), out2 = alpha * c (s = t d)
-      // with[0] is out2 (the sum y . s): no __restrict on out2, so its store is seen by that read.
-      T* out2 = static_cast<T*>(p.out2);
-      const T* __restrict c = static_cast<const T*>(p.c);
-      return accumulate_with<T>(
-          p, n,
-          [&](std::int64_t i) {
-            out2[i] = c[i] * alpha;
-            return out[i] = a[i] - b[i];
-          },
+          p, n, Pair<T>{out, static_cast<T*>(p.out2), a, b, static_cast<const T*>(p.c), alpha},
           sums);
-    }
     default:
       return;
   }
@@ -113,12 +260,9 @@ template <class T, class S>
 void io_pass(const SearchPass& p, std::int64_t n, SearchSums* sums) {
   const T alpha = static_cast<T>(p.alpha);
   switch (p.op) {
-    case SearchOp::kGather: {  // out (flat) = a (a grad or param, converted to T)
-      T* __restrict out = static_cast<T*>(p.out);
-      const S* __restrict a = static_cast<const S*>(p.a);
+    case SearchOp::kGather:
       return accumulate_with<T>(
-          p, n, [&](std::int64_t i) { return out[i] = static_cast<T>(a[i]); }, sums);
-    }
+          p, n, Gather<T, S>{static_cast<T*>(p.out), static_cast<const S*>(p.a)}, sums);
     case SearchOp::kPlace: {  // out (param) = a + alpha * b, in T; a flat, or null for out itself
       S* __restrict out = static_cast<S*>(p.out);
       const T* __restrict a = static_cast<const T*>(p.a);
