@@ -105,7 +105,7 @@ struct Sums {
 
 // Runs the formula over [0, n) and sums, per lane (element i goes to lane i % kLanes), its value's
 // dot products with the kDots vectors `with`, its square, magnitude and maximum. formula.template
-// at<V>(i) computes elements i.. as V (a vector of 4 T, or one T), stores them and returns them.
+// at<V>(i) computes elements i.. as V (a vector of kPer T, or one T), stores them and returns them.
 // `with` may alias what it stores (a pair's dot of y with s): stores come first, and nothing is
 // __restrict across them.
 template <class T, int kDots, class Formula>
