@@ -15,6 +15,7 @@ import fastopt
 import numpy as np
 import pytest
 from fastopt.optim import LBFGS, ConjugateGradient
+from test_search_state import same_state
 
 
 def rosenbrock(x: np.ndarray) -> tuple[float, np.ndarray]:
@@ -291,14 +292,6 @@ CASES = [(LBFGS, {}), (LBFGS, {"line_search_fn": "strong_wolfe", "history_size":
          (ConjugateGradient, {}), (ConjugateGradient, {"beta": "fletcher_reeves"})]  # fmt: skip
 
 
-def same(a, b) -> bool:
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, np.ndarray):
-        return a.dtype == b.dtype and np.array_equal(a, b)
-    return a == b
-
-
 @pytest.mark.parametrize("cls, settings", CASES)
 def test_threads_give_identical_bits(cls, settings):
     fastopt._core._force_sharing(1)  # every job of 2 threads is really shared
@@ -313,7 +306,7 @@ def test_threads_give_identical_bits(cls, settings):
     finally:
         fastopt.set_num_threads(before)
         fastopt._core._force_sharing(-1)
-    assert same(one, two)
+    assert same_state(one, two)
     assert one["counters"]["n_iter"] >= 4  # several iterations, each several passes
 
 
