@@ -416,3 +416,45 @@ def test_passes_at_every_size(sizes, dtype):
     assert close(np.concatenate(params) if total else np.zeros(0), pg + 2.0 * d)
     search.place(params, -1, -1.0, 2)
     assert close(np.concatenate(params) if total else np.zeros(0), pg + d)
+
+
+def test_search_refuses_bad_slots_without_crashing():
+    """A negative slot where a vector is read (a crash through a null pointer before), a pass
+    reading what it writes, place with nothing to place: ValueError, nothing written."""
+    search = fastopt._core.Search("float64", [3, 2])
+    arrays = [np.arange(3.0), np.arange(2.0)]
+    search.gather(0, arrays, [])
+    search.gather(1, arrays, [])
+    calls = [
+        lambda: search.direction(2, -1, 0.0, -1, []),
+        lambda: search.gather(2, arrays, [-3]),
+        lambda: search.direction(2, 0, 0.5, 1, [-1]),
+        lambda: search.pair(2, 3, -1, 1, 1, 1.0),
+        lambda: search.pair(2, 3, 0, 1, -1, 1.0),
+        lambda: search.two_loop(2, 0, [-1], [1], [1.0], 1.0),
+        lambda: search.two_loop(2, -1, [0], [1], [1.0], 1.0),
+        lambda: search.two_loop(1, 0, [1], [0], [1.0], 1.0),
+        lambda: search.place([a.copy() for a in arrays], -1, 1.0, -1),
+        lambda: search.direction(0, 0, 0.0, -1, []),
+    ]
+    for call in calls:
+        with pytest.raises(ValueError):
+            call()
+    assert np.array_equal(np.concatenate(search.read(1)), np.concatenate(arrays))
+
+
+def test_nan_sums_are_one_nan():
+    """A NaN's sign depends on the instructions that made it; sums show the one quiet NaN, so
+    that they have the same bits on every SIMD level."""
+    search = fastopt._core.Search("float64", [20])
+    search.gather(0, [np.ones(20)], [])
+    values = np.arange(20.0)
+    values[[3, 11]] = [np.inf, -np.inf]  # one lane: inf * 1 + -inf * 1 is NaN in the dot
+    sums = search.gather(1, [values], [0])
+    assert np.isnan(sums[0]) and sums[2] == sums[3] == sums[4] == np.inf
+    values[5] = -np.nan
+    nan_sums = search.gather(2, [values], [0])
+    assert np.isnan(nan_sums[4])  # max |.|: NaN only with a NaN present
+    for value in (*sums, *nan_sums):
+        if np.isnan(value):
+            assert np.float64(value).view(np.uint64) == np.float64(np.nan).view(np.uint64)

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <new>
 #include <string>
@@ -73,7 +74,15 @@ class Search {
     return result(run_io(pass, views(arrays, false)));
   }
   void place(const py::sequence& arrays, int base, double alpha, int direction) {
-    SearchPass pass = flat(SearchOp::kPlace, {}, {base, direction}, {});
+    if (base < 0 && direction < 0)
+      throw py::value_error("Search.place: give a base slot, a direction slot or both");
+    std::vector<int> read;  // a and b: -1 is "absent" here, and only here
+    for (const int index : {base, direction})
+      if (index >= 0) read.push_back(index);
+    SearchPass pass = flat(SearchOp::kPlace, {}, read, {});
+    pass.a = base < 0 ? nullptr : slot(base, true);
+    pass.b = direction < 0 ? nullptr : slot(direction, true);
+    pass.c = nullptr;
     pass.alpha = alpha;
     run_io(pass, views(arrays, true));
   }
@@ -85,8 +94,8 @@ class Search {
     return result(run_flat(pass));
   }
   py::tuple direction(int dst, int grad, double beta, int prev, const std::vector<int>& with) {
-    SearchPass pass = flat(prev < 0 ? SearchOp::kNegate : SearchOp::kNegatePlus, {dst},
-                           {grad, prev}, with);
+    SearchPass pass = prev < 0 ? flat(SearchOp::kNegate, {dst}, {grad}, with)
+                               : flat(SearchOp::kNegatePlus, {dst}, {grad, prev}, with);
     pass.beta = beta;
     return result(run_flat(pass));
   }
@@ -105,8 +114,9 @@ class Search {
     Dtype dtype;
   };
 
+  // Slot `index`: a read one (must_exist) holds values; a written one is made if missing.
   void* slot(int index, bool must_exist) {
-    if (index < 0) return nullptr;
+    if (index < 0) throw py::value_error("Search: slot " + std::to_string(index) + " is < 0");
     if (index >= (1 << 24)) throw py::value_error("Search: slot index out of range");
     if (index >= slots()) {
       if (must_exist) throw py::value_error("Search: slot " + std::to_string(index) + " is empty");
@@ -158,8 +168,13 @@ class Search {
   SearchSums run_pieces(const std::vector<std::int64_t>& starts, std::int64_t chunks,
                         const SearchPass& pass, const std::vector<View>* arrays);
 
+  // A NaN's sign and payload depend on the instructions that made it (x86 makes negative NaNs,
+  // and which operand a vector add propagates differs between levels): every NaN sum is shown as
+  // the one quiet NaN, so that sums have the same bits on every level.
+  static double canonical(double x) { return x == x ? x : std::numeric_limits<double>::quiet_NaN(); }
   static py::tuple result(const SearchSums& s) {
-    return py::make_tuple(s.dot[0], s.dot[1], s.square, s.magnitude, s.largest);
+    return py::make_tuple(canonical(s.dot[0]), canonical(s.dot[1]), canonical(s.square),
+                          canonical(s.magnitude), canonical(s.largest));
   }
 
   Dtype compute_;
@@ -264,7 +279,15 @@ py::tuple Search::two_loop(int dst, int grad, const std::vector<int>& s, const s
   const std::size_t k = s.size();
   if (y.size() != k || rho.size() != k)
     throw py::value_error("two_loop: s, y and rho must be of one length");
-  for (std::size_t i = 0; i < k; ++i) slot(s[i], true), slot(y[i], true);
+  // Every slot checked before anything is written: the pairs and the gradient hold values, and
+  // none of them is the destination.
+  slot(grad, true);
+  for (std::size_t i = 0; i < k; ++i) {
+    slot(s[i], true), slot(y[i], true);
+    if (s[i] == dst || y[i] == dst)
+      throw py::value_error("two_loop: a pair's slot cannot be the destination");
+  }
+  if (grad == dst) throw py::value_error("Search: a pass cannot read the slot it writes");
   auto with = [&](int one) { return std::vector<int>{one}; };
   SearchSums sums = run_flat(flat(SearchOp::kNegate, {dst}, {grad}, with(k ? s[k - 1] : grad)));
   std::vector<double> alpha(k);
