@@ -458,3 +458,38 @@ def test_nan_sums_are_one_nan():
     for value in (*sums, *nan_sums):
         if np.isnan(value):
             assert np.float64(value).view(np.uint64) == np.float64(np.nan).view(np.uint64)
+
+
+def test_an_inf_gradient_in_the_line_search_follows_torch():
+    """An inf in one gradient of a line search (then NaN params): the search's choices follow
+    torch's to the end of the step, NaN step included. Ordering a bracket by min and max instead
+    of torch's <= picked another point once a NaN took part."""
+    torch = pytest.importorskip("torch")
+    a, b = np.diag(np.linspace(1, 10, 7)), np.arange(7.0)
+
+    def evaluate(x, calls):
+        calls.append(1)
+        grad = a @ x - b
+        if len(calls) == 5:
+            grad[3] = np.inf
+        return 0.5 * x @ a @ x - b @ x, grad
+
+    ours_calls, theirs_calls = [], []
+    params = {"w": np.ones(7)}
+    ours = LBFGS(max_iter=6, line_search_fn="strong_wolfe")
+    ours.step(
+        params, lambda: (lambda r: (r[0], {"w": r[1]}))(evaluate(params["w"].copy(), ours_calls))
+    )
+    x = torch.ones(7, dtype=torch.float64, requires_grad=True)
+    theirs = torch.optim.LBFGS([x], max_iter=6, line_search_fn="strong_wolfe")
+
+    def closure():
+        theirs.zero_grad()
+        loss, grad = evaluate(x.detach().numpy().copy(), theirs_calls)
+        x.grad = torch.from_numpy(grad)
+        return torch.tensor(loss)
+
+    theirs.step(closure)
+    assert len(ours_calls) == len(theirs_calls) > 5
+    assert np.array_equal(np.isnan(params["w"]), np.isnan(x.detach().numpy()))
+    assert np.isnan(ours.t) == bool(torch.isnan(torch.as_tensor(theirs.state[x]["t"])))

@@ -28,7 +28,8 @@ def cubic_minimum(
 ) -> float:
     """The minimizer of the cubic through (x1, f1) and (x2, f2) with slopes g1 and g2, clipped to
     ``bounds`` (default: between x1 and x2); their midpoint when the cubic has no minimum."""
-    low, high = bounds if bounds is not None else (min(x1, x2), max(x1, x2))
+    # (x1, x2) ordered by <=, not min and max: they differ when one is NaN, and torch orders so.
+    low, high = bounds if bounds is not None else ((x1, x2) if x1 <= x2 else (x2, x1))
     # In NumPy float64 with warnings off, as torch's 0-d tensors compute: a collapsed bracket
     # (x1 == x2) or an overflow gives inf or NaN and the midpoint, where Python floats raise.
     with np.errstate(all="ignore"):
