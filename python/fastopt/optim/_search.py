@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -29,54 +29,12 @@ from .._flat import Entry, Inputs, _grad
 from .._settings import Hyperparameter
 from .._tensors import written
 from ._line_search import strong_wolfe
+from ._slots import Slots, Sums
 
 __all__ = ["SearchOptimizer", "Sums"]
 
 _TIED = "the line search writes every key from one vector"
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-class Sums(NamedTuple):
-    """What a pass of _core.Search sums of the vector it writes."""
-
-    dot: float  # with the first vector named
-    dot2: float  # with the second
-    square: float  # its squared 2-norm
-    magnitude: float  # its 1-norm
-    largest: float  # its inf-norm (NaN if it holds a NaN)
-
-
-class Slots:
-    """Which of a Search's numbered vectors are free, inside a step that may be undone.
-
-    The slots the state holds when a step begins (``live``) are never handed out before the step
-    ends, even once the step has replaced them: if the step fails they are the state again. When
-    it ends, every slot the state no longer holds is free.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.free: list[int] = []
-        self.protected: frozenset[int] = frozenset()
-
-    def take(self) -> int:
-        if self.free:
-            return self.free.pop()
-        self.count += 1
-        return self.count - 1
-
-    def give(self, slot: int | None) -> None:
-        """A slot the step no longer needs (those the state held at the start stay reserved)."""
-        if slot is not None and slot not in self.protected and slot not in self.free:
-            self.free.append(slot)
-
-    def begin(self, live: set[int]) -> None:
-        self.protected = frozenset(live)
-
-    def end(self, live: set[int]) -> None:
-        """Commit or undo alike: free is everything but what the state now holds."""
-        self.free = [slot for slot in range(self.count) if slot not in live]
-        self.protected = frozenset()
 
 
 class SearchOptimizer:
