@@ -258,3 +258,42 @@ def test_bfloat16_states_of_a_float32_param_are_measured_at_their_own_size():
     opt.update(params, grads)  # raised ValueError: params['a'] and params['b'] share memory
     alone.update(separate, grads)
     assert np.array_equal(params["a"], separate["a"])
+
+
+# ---- The second pass (owed since issue 15, run with issue 18). ----
+
+
+def test_a_negative_absmax_is_refused_at_load():
+    """Absmaxes are max |value|: a negative one made an unsigned state read negative, and the
+    block's params NaN at the next update."""
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal(6000).astype(np.float32)}
+    opt = fastopt.optim.Adam(lr=0.01, state_format="int8")
+    opt.update(params, {"w": rng.standard_normal(6000).astype(np.float32)})
+    state = opt.state_dict()
+    state["state"]["exp_avg_sq_absmax"]["w"] = state["state"]["exp_avg_sq_absmax"]["w"].copy()
+    state["state"]["exp_avg_sq_absmax"]["w"][3] = -1.0
+    other = fastopt.optim.Adam(lr=0.01)
+    with pytest.raises(ValueError, match=r"'exp_avg_sq_absmax'\['w'\] holds a negative absmax"):
+        other.load_state_dict(state)
+    assert other.steps == 0 and not other.raw_state["exp_avg"]
+
+
+def test_views_of_states_kept_in_float_cannot_write_the_state():
+    """Under int8, small arrays and running maxima stay in float; their views were views of the
+    live arrays, which setflags, .base or torch.from_numpy could write through."""
+    opt = fastopt.optim.Adam(lr=0.01, state_format="int8", amsgrad=True)
+    params = {"small": np.ones(100, np.float32), "big": np.ones(6000, np.float32)}
+    opt.update(params, {k: np.full_like(v, 0.5) for k, v in params.items()})
+    before = {
+        name: {k: v.copy() for k, v in arrays.items()} for name, arrays in opt.raw_state.items()
+    }
+    shown = opt.exp_avg["small"]
+    shown.setflags(write=True)
+    shown[:] = 123.0
+    running = opt.max_exp_avg_sq["big"]
+    running.setflags(write=True)
+    running[:] = -5.0
+    for name, arrays in opt.raw_state.items():
+        for key, value in arrays.items():
+            assert np.array_equal(value, before[name][key]), (name, key)

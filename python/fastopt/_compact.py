@@ -181,7 +181,7 @@ def state_key(random_key: int, slot: int) -> int:
 
 
 def values_of(raw: np.ndarray, absmax: np.ndarray | None, signed: bool) -> np.ndarray:
-    """The float values a state array holds, whatever its format (a new array, or a view)."""
+    """The float values a state array holds, whatever its format, as a new array."""
     if raw.dtype == np.uint8:
         if absmax is None:
             raise ValueError("int8 state codes without their absmaxes")
@@ -189,7 +189,9 @@ def values_of(raw: np.ndarray, absmax: np.ndarray | None, signed: bool) -> np.nd
     if raw.dtype == np.uint16:
         order = _order(raw)
         return widen_bf16(np.ravel(raw, order=order)).reshape(raw.shape, order=order)
-    return raw.view()
+    # A copy: a view of the live array (kept in float under int8: small arrays, running maxima)
+    # could be written through its base or by torch.from_numpy, whatever its writeable flag.
+    return raw.copy(order="K")
 
 
 class CompactStateView(Mapping[Any, np.ndarray]):

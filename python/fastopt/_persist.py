@@ -151,6 +151,14 @@ def _check_formats(
                     f"state {name!r}[{key!r}] holds int8 codes but {name + ABSMAX!r}[{key!r}] is "
                     f"not a float32 array of its {blocks} block absmaxes"
                 )
+            # An absmax is a block's max |value|, never negative when the kernels wrote it: a
+            # negative one makes an unsigned state read negative (and params NaN at once). (A NaN
+            # one is kept: training that stored a NaN saves it, and resumes as it was.)
+            if value.dtype == np.uint8 and np.any(absmax[key] < 0):
+                raise ValueError(
+                    f"{name + ABSMAX!r}[{key!r}] holds a negative absmax; a block's absmax is its "
+                    "largest |value|, never below 0"
+                )
         for key in [k for k in absmax if k not in codes or codes[k].dtype != np.uint8]:
             # Absmaxes without codes (an update interrupted while committing new state leaves
             # them): no state to read them with, so they are dropped; the key starts afresh.
