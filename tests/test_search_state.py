@@ -290,3 +290,17 @@ def test_torch_tensors_are_updated_in_place():
         else:
             assert np.array_equal(value.numpy(), arrays[key]) and value.data_ptr() == memory[key]
             assert value._version > versions[key]
+
+
+def test_a_loaded_state_shows_the_settings_of_now():
+    """Before the next step places a loaded state, state_dict() shows the settings as they are
+    (an lr set after the load), not those of the file."""
+    params, closure = model()
+    opt = LBFGS(max_iter=3)
+    opt.step(params, closure)
+    other = LBFGS()
+    other.load_state_dict(opt.state_dict())
+    other.lr = 0.25
+    shown = other.state_dict()
+    assert shown["hyperparameters"]["lr"] == 0.25
+    assert same_state(shown["state"], opt.state_dict()["state"])

@@ -71,7 +71,8 @@ class SearchOptimizer:
         self._search: Any = None  # a _core.Search for self._entries, made by the first step
         self._entries: tuple[Entry, ...] = ()
         self._slots = Slots()
-        self._pending: dict[str, Any] | None = None  # a loaded state, placed at the next step
+        # A loaded state's arrays ({name: {key: array}}), placed into slots at the next step.
+        self._pending: dict[str, Any] | None = None
         self._reset_state()
 
     # ---- what a subclass provides ----
@@ -99,9 +100,6 @@ class SearchOptimizer:
         for name in self._stacks:
             live.update(getattr(self, name))
         return live
-
-    def _has_state(self) -> bool:
-        return self._pending is not None or bool(self._live())
 
     # ---- one step ----
 
@@ -204,9 +202,8 @@ class SearchOptimizer:
         flat = _grad(entry.key, grads, entry)
         dtype = np.dtype(self._search.dtype)
         if flat.dtype not in _DTYPES or flat.dtype.itemsize > dtype.itemsize:
-            flat = flat.astype(
-                dtype
-            )  # float64 grads of a float32 search, ints, halves: rounded once
+            # float64 grads of a float32 search, ints, halves: rounded once.
+            flat = flat.astype(dtype)
         return np.require(flat, requirements=["C", "A"])
 
     def _line_search(

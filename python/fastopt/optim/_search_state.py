@@ -27,8 +27,16 @@ def kind(opt: SearchOptimizer) -> str:
 
 
 def state_dict(opt: SearchOptimizer) -> dict[str, Any]:
-    if opt._pending is not None:
-        return _copy(opt._pending)
+    return {
+        "kind": kind(opt),
+        "hyperparameters": {name: getattr(opt, name) for name in opt._hyperparameters},
+        "counters": {name: _copy(getattr(opt, name)) for name in opt._counters},
+        "state": _copy(opt._pending) if opt._pending is not None else _arrays(opt),
+    }
+
+
+def _arrays(opt: SearchOptimizer) -> dict[str, dict[Any, np.ndarray]]:
+    """The slot-held state, per key, shaped like the params."""
     arrays: dict[str, dict[Any, np.ndarray]] = {}
     for name in opt._vectors:
         slot = getattr(opt, name)
@@ -36,12 +44,7 @@ def state_dict(opt: SearchOptimizer) -> dict[str, Any]:
     for name in opt._stacks:
         slots = getattr(opt, name)
         arrays[name] = _shaped(opt, slots, stacked=True) if slots else {}
-    return {
-        "kind": kind(opt),
-        "hyperparameters": {name: getattr(opt, name) for name in opt._hyperparameters},
-        "counters": {name: _copy(getattr(opt, name)) for name in opt._counters},
-        "state": arrays,
-    }
+    return arrays
 
 
 def _shaped(opt: SearchOptimizer, slots: list[int], *, stacked: bool) -> dict[Any, np.ndarray]:
@@ -67,12 +70,7 @@ def load_state_dict(opt: SearchOptimizer, state: Mapping[str, Any]) -> None:
     opt._reset_state()
     opt._slots.end(set())
     opt.__dict__.update(counters)
-    opt._pending = {
-        "kind": kind(opt),
-        "hyperparameters": settings,
-        "counters": counters,
-        "state": arrays,
-    }
+    opt._pending = arrays
 
 
 def _checked_settings(opt: SearchOptimizer, settings: Any) -> dict[str, Any]:
@@ -154,9 +152,8 @@ def _checked_arrays(opt: SearchOptimizer, arrays: Any, counters: dict[str, Any])
     return out
 
 
-def place(opt: SearchOptimizer, pending: dict[str, Any]) -> None:
+def place(opt: SearchOptimizer, arrays: dict[str, Any]) -> None:
     """A loaded state's arrays into slots, for the params of this step (checked first)."""
-    arrays = pending["state"]
     entries = {entry.key: entry for entry in opt._entries}
     dtype = np.dtype(opt._search.dtype)
     for name, per_key in arrays.items():

@@ -104,9 +104,6 @@ class Search {
 
   py::list read(int slot) const;
   void write(int slot, const py::sequence& arrays);
-  void release(int slot) {
-    if (slot >= 0 && slot < slots()) slots_[static_cast<std::size_t>(slot)].reset();
-  }
 
  private:
   struct View {
@@ -374,8 +371,7 @@ void register_search(py::module_& m) {
            "(grad.dst, 0, dst.dst, sum |dst|, max |dst|).")
       .def("read", &Search::read, py::arg("slot"), "A copy of a slot: one flat array per key.")
       .def("write", &Search::write, py::arg("slot"), py::arg("arrays"),
-           "The arrays (one flat array per key, of the compute type) into a slot.")
-      .def("release", &Search::release, py::arg("slot"), "Frees a slot's memory.");
+           "The arrays (one flat array per key, of the compute type) into a slot.");
 }
 
 }  // namespace fastopt::bindings
