@@ -45,8 +45,8 @@ def start(n: int) -> np.ndarray:
 # ---- parity with torch.optim.LBFGS ----
 
 
-def torch_iterates(x0: np.ndarray, steps: int, **settings) -> tuple[list[np.ndarray], list]:
-    """torch.optim.LBFGS's params after each step, and its counters."""
+def torch_lbfgs(x0: np.ndarray, **settings):
+    """torch.optim.LBFGS on Rosenbrock from x0: (its param, the optimizer, the closure)."""
     torch = pytest.importorskip("torch")
     x = torch.tensor(x0.copy(), requires_grad=True)
     opt = torch.optim.LBFGS([x], **settings)
@@ -58,6 +58,12 @@ def torch_iterates(x0: np.ndarray, steps: int, **settings) -> tuple[list[np.ndar
         loss.backward()
         return loss
 
+    return x, opt, closure
+
+
+def torch_iterates(x0: np.ndarray, steps: int, **settings) -> tuple[list[np.ndarray], list]:
+    """torch.optim.LBFGS's params after each step, and its counters."""
+    x, opt, closure = torch_lbfgs(x0, **settings)
     out, counters = [], []
     for _ in range(steps):
         opt.step(closure)
@@ -102,18 +108,10 @@ def test_lbfgs_follows_torch_on_rosenbrock(line_search_fn, history_size):
 
 def test_lbfgs_state_follows_torch():
     """Not only the params: the history, direction and scalars equal torch's state."""
-    torch = pytest.importorskip("torch")
     x0 = start(30)
-    x = torch.tensor(x0.copy(), requires_grad=True)
-    theirs = torch.optim.LBFGS([x], history_size=4, max_iter=7, line_search_fn="strong_wolfe")
-
-    def torch_closure():
-        theirs.zero_grad()
-        a, b = x[:-1], x[1:]
-        loss = torch.sum(100 * (b - a * a) ** 2 + (1 - a) ** 2)
-        loss.backward()
-        return loss
-
+    x, theirs, torch_closure = torch_lbfgs(
+        x0, history_size=4, max_iter=7, line_search_fn="strong_wolfe"
+    )
     params, closure = flat_problem(x0)
     ours = LBFGS(history_size=4, max_iter=7, line_search_fn="strong_wolfe")
     for _ in range(2):
